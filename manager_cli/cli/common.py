@@ -1,0 +1,39 @@
+"""Helpers shared by the command modules: the app state, loading managers, output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .output import OutputOptions, options_from_kwargs
+
+
+def app_state() -> Any:
+    """The global options of this invocation (an AppState)."""
+    ctx = click.get_current_context()
+    obj = ctx.find_root().obj
+    if obj is None:  # invoked without the root group (e.g. in a test)
+        from .main import AppState
+
+        obj = ctx.find_root().obj = AppState()
+    return obj
+
+
+def output_from(kwargs: dict[str, Any]) -> OutputOptions:
+    return options_from_kwargs(kwargs, no_color=app_state().no_color)
+
+
+def load_manager(name: str, host: str | None = None) -> tuple[str, Any]:
+    """(topic, instance) of the named manager, built with this invocation's settings."""
+    from ..loader import load_manager_class, resolve_name, topic_for
+
+    cls = load_manager_class(name)
+    shown, _ = resolve_name(name)
+    settings = app_state().settings
+    manager = cls(host=host or settings.host, service_name=shown, settings=settings)
+    return topic_for(name, cls), manager
+
+
+def manager_name_argument(function: Any) -> Any:
+    return click.argument("name", metavar="NAME")(function)

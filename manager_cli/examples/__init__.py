@@ -1,0 +1,1 @@
+"""Managers shipped with managerctl and registered by entry point."""
