@@ -30,7 +30,10 @@ LAZY_COMMANDS: dict[str, str] = {
     "hooks": "hooks:hooks",
     "periodic": "periodic:periodic",
     "run-periodic": "periodic:run_periodic",
+    "call": "rpc:call",
+    "ping": "rpc:ping",
     "capabilities": "capabilities:capabilities",
+    "serve": "serve:serve",
     "config": "config_cmd:config",
 }
 
@@ -40,7 +43,10 @@ SUMMARIES: dict[str, str] = {
     "hooks": "Run a manager's lifecycle hooks in order.",
     "periodic": "List a manager's periodic tasks.",
     "run-periodic": "Run periodic tasks now, once.",
+    "call": "Call (or cast) an RPC method of a service over AMQP.",
+    "ping": "Ping one service, or every service of a topic, through the base RPC API.",
     "capabilities": "Gather and show service capabilities.",
+    "serve": "Run a manager as a long-running RPC service.",
     "config": "Show the effective configuration or write a sample file.",
 }
 
@@ -187,3 +193,7 @@ def _print_traceback() -> None:
     import traceback
 
     sys.stderr.write(mask_url_passwords(traceback.format_exc()))
+
+
+if __name__ == "__main__":
+    main()
