@@ -11,6 +11,7 @@ first: command line, ``MANAGERCTL_<OPTION>`` environment, config files, defaults
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -278,6 +279,16 @@ def _files_from_dirs(config_dirs: Iterable[str]) -> list[str]:
     return files
 
 
+def _invalid_value_message(spec: OptionSpec, exc: Exception) -> str:
+    # oslo.config says "Value for option X from LocationInfo(location=<Locations.user: (4, True)>,
+    # detail='/etc/nova/nova.conf') is not valid: <cause>"; keep the file and the cause only.
+    text = str(exc)
+    _, found, cause = text.partition(" is not valid: ")
+    where = re.search(r"detail='([^']+)'", text)
+    place = f" in {where.group(1)}" if where else ""
+    return f"invalid value for [{spec.group}] {spec.name}{place}: {cause if found else text}"
+
+
 def _read_with_oslo(
     config_files: Sequence[str], config_dirs: Sequence[str]
 ) -> dict[tuple[str, str], OptionValue]:
@@ -310,8 +321,7 @@ def _read_with_oslo(
             )
         except (cfg.Error, ValueError) as exc:
             raise ConfigError(
-                f"invalid value for [{spec.group}] {spec.name}: {exc}",
-                hint="fix the config file",
+                _invalid_value_message(spec, exc), hint="fix the config file"
             ) from None
         from_file = location is not None and location.location == cfg.Locations.user
         if value is None and spec.default_factory is not None:

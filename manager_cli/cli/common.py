@@ -36,4 +36,6 @@ def load_manager(name: str, host: str | None = None) -> tuple[str, Any]:
 
 
 def manager_name_argument(function: Any) -> Any:
-    return click.argument("name", metavar="NAME")(function)
+    from .complete import complete_manager_names
+
+    return click.argument("name", metavar="NAME", shell_complete=complete_manager_names)(function)

@@ -9,6 +9,7 @@ import click
 
 from ..errors import TaskFailedError
 from .common import load_manager, manager_name_argument, output_from
+from .complete import complete_hook_names
 from .output import output_options, render_list
 
 HOOK_CHOICES = ("init_host", "pre_start_hook", "post_start_hook")
@@ -21,7 +22,7 @@ def hooks() -> None:
 
 @hooks.command("run")
 @manager_name_argument
-@click.argument("hook_names", nargs=-1, metavar="[HOOK]...")
+@click.argument("hook_names", nargs=-1, metavar="[HOOK]...", shell_complete=complete_hook_names)
 @output_options
 def run_hooks_command(name: str, hook_names: tuple[str, ...], **kwargs: Any) -> None:
     """Run the lifecycle hooks (all by default) in seed order and report each.

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "capabilities": "capabilities:capabilities",
     "serve": "serve:serve",
     "config": "config_cmd:config",
+    "completion": "completion:completion",
 }
 
 # One-line summaries, so --help lists commands without importing them.
@@ -48,6 +49,7 @@ SUMMARIES: dict[str, str] = {
     "capabilities": "Gather and show service capabilities.",
     "serve": "Run a manager as a long-running RPC service.",
     "config": "Show the effective configuration or write a sample file.",
+    "completion": "Print the shell completion script for bash, zsh or fish.",
 }
 
 
@@ -107,21 +109,20 @@ class LazyGroup(click.Group):
     "--config-file",
     multiple=True,
     type=click.Path(dir_okay=False),
-    envvar="MANAGERCTL_CONFIG_FILE",
-    help="oslo.config file to read (repeatable); an existing nova.conf-style file works.",
+    help="oslo.config file to read (repeatable); an existing nova.conf-style file works. "
+    "Default: $MANAGERCTL_CONFIG_FILE.",
 )
 @click.option(
     "--config-dir",
     multiple=True,
     type=click.Path(file_okay=False),
-    envvar="MANAGERCTL_CONFIG_DIR",
-    help="Directory of *.conf files to read (repeatable).",
+    help="Directory of *.conf files to read (repeatable). Default: $MANAGERCTL_CONFIG_DIR.",
 )
 @click.option(
     "--transport-url",
-    envvar="MANAGERCTL_TRANSPORT_URL",
     metavar="URL",
-    help="rabbit://user:pass@host:port/vhost (overrides the config file).",
+    help="rabbit://user:pass@host:port/vhost (overrides $MANAGERCTL_TRANSPORT_URL and the "
+    "config file).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.option("--no-color", is_flag=True, help="Never use colour (NO_COLOR is honoured too).")
@@ -136,14 +137,22 @@ def cli(
     no_color: bool,
 ) -> None:
     """Operate services built on the OpenStack Manager pattern."""
+    # The MANAGERCTL_* variables are read by config.load_settings, not by click: that is what
+    # records "environment" as their source (click's envvar= made them "command line") and keeps
+    # a config file path with spaces in one piece (click splits a multiple option's variable).
     ctx.obj = AppState(config_file, config_dir, transport_url, debug, no_color)
-    if debug:
-        import logging
+    import logging
 
+    if debug:
         logging.basicConfig(
             level=logging.DEBUG,
             format="%(asctime)s %(process)d %(levelname)s %(name)s [-] %(message)s",
         )
+    elif ctx.invoked_subcommand != "serve":
+        # A one-shot command reports a failed task or hook in its data and its exit code; the
+        # library's log records (with tracebacks) would otherwise reach stderr through logging's
+        # last-resort handler. They are for --debug. `serve` configures its own logging.
+        logging.getLogger().addHandler(logging.NullHandler())
 
 
 def _report(text: str) -> None:

@@ -239,7 +239,10 @@ def _write_rich_table(
     from rich.text import Text
 
     color = opts.use_color()
-    console = Console(file=opts.out, no_color=not color, highlight=False)
+    # no_color alone would still emit bold and italic (the title); without colour, no escapes.
+    console = Console(
+        file=opts.out, color_system="auto" if color else None, no_color=not color, highlight=False
+    )
     table = Table(title=title, header_style="bold" if color else None, expand=False)
     for column in columns:
         table.add_column(column, overflow="fold")

@@ -9,6 +9,7 @@ import click
 
 from ..errors import TaskFailedError
 from .common import load_manager, manager_name_argument, output_from
+from .complete import complete_task_names
 from .output import output_options, render_list
 
 TASK_COLUMNS = ["name", "spacing", "run_immediately", "external_process_ok", "next_due_in"]
@@ -36,7 +37,13 @@ def list_tasks(name: str, **kwargs: Any) -> None:
 @click.command("run-periodic")
 @manager_name_argument
 @click.option(
-    "--task", "-t", "tasks", multiple=True, metavar="TASK", help="Run this task (repeatable)."
+    "--task",
+    "-t",
+    "tasks",
+    multiple=True,
+    metavar="TASK",
+    help="Run this task (repeatable).",
+    shell_complete=complete_task_names,
 )
 @click.option("--all", "run_all", is_flag=True, help="Run every task (the default).")
 @output_options

@@ -15,6 +15,13 @@ from ..errors import (
 )
 from .arguments import merge_args
 from .common import app_state, output_from
+from .complete import (
+    complete_call_hosts,
+    complete_hosts,
+    complete_rpc_arguments,
+    complete_rpc_methods,
+    complete_topics,
+)
 from .output import OutputOptions, output_options, render_list, render_one
 
 ANY_HOST = "-"
@@ -72,6 +79,7 @@ def _target_options(function: Any) -> Any:
             envvar="MANAGERCTL_TOPIC",
             required=True,
             help="The service's RPC topic (e.g. hostinfo, compute).",
+            shell_complete=complete_topics,
         ),
         click.option("--exchange", metavar="NAME", help="Control exchange (default: config)."),
         click.option("--version", "api_version", metavar="X.Y", help="RPC API version to ask."),
@@ -86,9 +94,11 @@ def _target_options(function: Any) -> Any:
 
 
 @click.command("call")
-@click.argument("host")
-@click.argument("method")
-@click.argument("arguments", nargs=-1, metavar="[KEY=VALUE]...")
+@click.argument("host", shell_complete=complete_call_hosts)
+@click.argument("method", shell_complete=complete_rpc_methods)
+@click.argument(
+    "arguments", nargs=-1, metavar="[KEY=VALUE]...", shell_complete=complete_rpc_arguments
+)
 @_target_options
 @click.option("--args-json", metavar="JSON", help="Arguments as one JSON object.")
 @click.option("--cast", "cast", is_flag=True, help="Send without waiting for a result.")
@@ -175,7 +185,7 @@ PING_COLUMNS = ["host", "service", "arg", "rtt_ms", "outcome", "error"]
 
 
 @click.command("ping")
-@click.argument("host", required=False)
+@click.argument("host", required=False, shell_complete=complete_hosts)
 @_target_options
 @click.option("--all", "ping_all", is_flag=True, help="Ping every server of the topic.")
 @click.option("--expect", type=int, metavar="N", help="With --all: stop after N answers.")

@@ -1,0 +1,1 @@
+"""The managerctl console script: one lazily loaded click command group per module."""

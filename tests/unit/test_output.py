@@ -1,0 +1,275 @@
+"""Tests for manager_cli.cli.output: one renderer, five formats, colour only on a TTY."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+import yaml
+
+from manager_cli.cli.output import OutputOptions, render_list, render_one, text_value
+from manager_cli.errors import EXIT_USAGE, UnknownNameError
+
+RECORDS = [
+    {"task_name": "gather_cpu", "outcome": "ok", "duration": 0.25, "last_error": None},
+    {"task_name": "gather_disk", "outcome": "failed", "duration": 1.5, "last_error": "OSError"},
+    {"task_name": "beat", "outcome": "ok", "duration": 0.0, "last_error": None},
+]
+COLUMNS = ["task_name", "outcome", "duration", "last_error"]
+
+ANSI = "\x1b"
+
+
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def render(records=RECORDS, columns=COLUMNS, **options) -> str:
+    stream = options.pop("stream", None) or io.StringIO()
+    render_list(records, columns, OutputOptions(stream=stream, **options))
+    return stream.getvalue()
+
+
+@pytest.fixture
+def colour_terminal(monkeypatch):
+    """An environment in which Rich would colour a terminal."""
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "120")
+
+
+# ---------------------------------------------------------------------------
+# Formats
+
+
+def test_json_parses_and_keeps_snake_case_keys():
+    data = json.loads(render(format="json"))
+    assert data == RECORDS
+    assert list(data[0]) == COLUMNS
+
+
+def test_json_is_stable_for_extra_keys_not_in_the_default_columns():
+    records = [{"name": "a", "extra_field": 1}]
+    assert json.loads(render(records, ["name"], format="json")) == [{"name": "a"}]
+
+
+def test_csv_parses_with_the_csv_module():
+    rows = list(csv.reader(io.StringIO(render(format="csv"))))
+    assert rows[0] == COLUMNS
+    assert rows[1] == ["gather_cpu", "ok", "0.25", ""]
+    assert rows[2] == ["gather_disk", "failed", "1.5", "OSError"]
+    assert len(rows) == 4
+
+
+def test_csv_quotes_values_with_commas():
+    records = [{"name": "a,b", "value": 'say "hi"'}]
+    rows = list(csv.reader(io.StringIO(render(records, ["name", "value"], format="csv"))))
+    assert rows[1] == ["a,b", 'say "hi"']
+
+
+def test_value_prints_values_without_a_header():
+    lines = render(format="value", columns=["task_name", "outcome"]).splitlines()
+    assert lines == ["gather_cpu ok", "gather_disk failed", "beat ok"]
+
+
+def test_yaml_parses_with_safe_load():
+    assert yaml.safe_load(render(format="yaml")) == RECORDS
+
+
+def test_plain_table_when_not_a_tty_has_no_ansi():
+    text = render(format="table")
+    assert ANSI not in text
+    lines = text.splitlines()
+    assert lines[0].split() == COLUMNS
+    assert lines[2].split() == ["gather_disk", "failed", "1.5", "OSError"]
+    assert len(lines) == 4
+
+
+def test_plain_table_colour_is_off_even_with_colour_allowed(colour_terminal):
+    assert ANSI not in render(format="table", stream=io.StringIO())
+
+
+def test_nested_values_are_compact_json_in_text_formats():
+    records = [{"name": "a", "load": {"5m": 2, "1m": 1}, "tags": ["x", "y"]}]
+    line = render(records, ["name", "load", "tags"], format="value")
+    assert line == 'a {"1m":1,"5m":2} ["x","y"]\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, ""), (True, "true"), (False, "false"), (3.0, "3"), (0.12345, "0.123"), (7, "7")],
+)
+def test_text_value(value, text):
+    assert text_value(value) == text
+
+
+# ---------------------------------------------------------------------------
+# Columns and sorting
+
+
+def test_column_option_selects_and_orders_columns():
+    opts = OutputOptions(format="csv", columns=("outcome", "task_name"), stream=io.StringIO())
+    render_list(RECORDS, COLUMNS, opts)
+    rows = list(csv.reader(io.StringIO(opts.stream.getvalue())))
+    assert rows[0] == ["outcome", "task_name"]
+    assert rows[1] == ["ok", "gather_cpu"]
+
+
+def test_column_option_in_json():
+    opts = OutputOptions(format="json", columns=("outcome",), stream=io.StringIO())
+    render_list(RECORDS, COLUMNS, opts)
+    assert json.loads(opts.stream.getvalue()) == [
+        {"outcome": "ok"},
+        {"outcome": "failed"},
+        {"outcome": "ok"},
+    ]
+
+
+def test_unknown_column_lists_the_valid_columns():
+    opts = OutputOptions(format="json", columns=("nosuch",), stream=io.StringIO())
+    with pytest.raises(UnknownNameError) as info:
+        render_list(RECORDS, COLUMNS, opts)
+    assert info.value.exit_code == EXIT_USAGE
+    message = str(info.value)
+    assert "'nosuch'" in message
+    for column in COLUMNS:
+        assert column in message
+    assert opts.stream.getvalue() == ""
+
+
+def test_unknown_sort_column_is_an_error():
+    with pytest.raises(UnknownNameError, match="task_name"):
+        render(format="json", sort_column=("nosuch",))
+
+
+def test_sort_column_ascending_and_descending():
+    ascending = json.loads(render(format="json", sort_column=("duration",)))
+    assert [row["task_name"] for row in ascending] == ["beat", "gather_cpu", "gather_disk"]
+    descending = json.loads(render(format="json", sort_column=("duration",), sort_descending=True))
+    assert [row["task_name"] for row in descending] == ["gather_disk", "gather_cpu", "beat"]
+
+
+def test_sort_by_two_columns():
+    rows = json.loads(render(format="json", sort_column=("outcome", "task_name")))
+    assert [row["task_name"] for row in rows] == ["gather_disk", "beat", "gather_cpu"]
+
+
+def test_sort_with_none_and_mixed_types():
+    records = [
+        {"name": "a", "value": "text"},
+        {"name": "b", "value": None},
+        {"name": "c", "value": 3},
+        {"name": "d", "value": 1.5},
+        {"name": "e", "value": True},
+        {"name": "f", "value": {"k": 1}},
+    ]
+    rows = json.loads(render(records, ["name", "value"], format="json", sort_column=("value",)))
+    order = [row["name"] for row in rows]
+    assert order[-1] == "b"  # None last
+    assert order.index("d") < order.index("c") < order.index("a")  # numbers before strings
+
+
+def test_sort_by_a_column_missing_from_some_rows():
+    records = [{"name": "a", "extra": 2}, {"name": "b"}, {"name": "c", "extra": 1}]
+    rows = json.loads(render(records, ["name"], format="json", sort_column=("extra",)))
+    assert [row["name"] for row in rows] == ["c", "a", "b"]
+
+
+# ---------------------------------------------------------------------------
+# render_one
+
+
+def test_render_one_json():
+    stream = io.StringIO()
+    record = {"name": "hostinfo", "rpc_api_version": "1.1", "rpc_methods": [{"name": "echo"}]}
+    render_one(record, OutputOptions(format="json", stream=stream))
+    assert json.loads(stream.getvalue()) == record
+
+
+def test_render_one_json_with_columns():
+    stream = io.StringIO()
+    render_one(
+        {"a": 1, "b": 2, "c": 3}, OutputOptions(format="json", columns=("c", "a"), stream=stream)
+    )
+    data = json.loads(stream.getvalue())
+    assert data == {"c": 3, "a": 1}
+    assert list(data) == ["c", "a"]
+
+
+def test_render_one_unknown_field():
+    with pytest.raises(UnknownNameError, match="valid columns: a, b"):
+        render_one(
+            {"a": 1, "b": 2}, OutputOptions(format="json", columns=("z",), stream=io.StringIO())
+        )
+
+
+def test_render_one_table_is_field_value():
+    stream = io.StringIO()
+    render_one({"name": "hostinfo", "topic": "hostinfo"}, OutputOptions(stream=stream))
+    lines = stream.getvalue().splitlines()
+    assert lines[0].split() == ["field", "value"]
+    assert lines[1].split() == ["name", "hostinfo"]
+
+
+def test_render_one_value_is_one_row():
+    stream = io.StringIO()
+    render_one({"name": "hostinfo", "topic": "t"}, OutputOptions(format="value", stream=stream))
+    assert stream.getvalue() == "hostinfo t\n"
+
+
+# ---------------------------------------------------------------------------
+# Terminals and colour
+
+
+def test_a_tty_gets_a_rich_table(colour_terminal):
+    stream = FakeTTY()
+    render(format="table", stream=stream, no_color=True)
+    text = stream.getvalue()
+    assert "┃" in text or "│" in text  # Rich box drawing, not the plain layout
+    assert "gather_disk" in text
+
+
+def test_no_color_option_means_no_escape_codes(colour_terminal):
+    stream = FakeTTY()
+    render_list(RECORDS, COLUMNS, OutputOptions(stream=stream, no_color=True), title="runs")
+    text = stream.getvalue()
+    assert "runs" in text
+    assert ANSI not in text
+
+
+def test_no_color_environment_means_no_escape_codes(colour_terminal, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    stream = FakeTTY()
+    render_list(RECORDS, COLUMNS, OutputOptions(stream=stream), title="runs")
+    assert ANSI not in stream.getvalue()
+    assert "failed" in stream.getvalue()
+
+
+def test_render_one_on_a_tty_without_colour_has_no_escape_codes(colour_terminal):
+    stream = FakeTTY()
+    render_one({"outcome": "failed"}, OutputOptions(stream=stream, no_color=True), title="t")
+    assert ANSI not in stream.getvalue()
+
+
+def test_colour_marks_a_failed_cell(colour_terminal):
+    stream = FakeTTY()
+    render(format="table", stream=stream)
+    text = stream.getvalue()
+    # An escape sequence switches the style on right before the cell's text.
+    assert re.search(r"\x1b\[[0-9;]*mfailed", text)
+    assert re.search(r"\x1b\[[0-9;]*mok", text)
+    assert not re.search(r"\x1b\[[0-9;]*mgather_disk", text)
+
+
+def test_colour_never_reaches_json_even_on_a_tty(colour_terminal):
+    stream = FakeTTY()
+    render(format="json", stream=stream)
+    assert ANSI not in stream.getvalue()
+    assert json.loads(stream.getvalue()) == RECORDS
