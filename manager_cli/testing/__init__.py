@@ -1,0 +1,1 @@
+"""Helpers for testing managerctl against a real broker."""

@@ -1,0 +1,92 @@
+"""Shared fixtures: one throwaway RabbitMQ node per test session (design/RABBITMQ.md).
+
+Tests that use ``rabbitmq`` or ``broker_url`` are marked ``broker`` automatically, so
+``pytest -m "not broker"`` runs the rest without RabbitMQ.  When RabbitMQ is not
+installed those tests FAIL: CI must never skip broker tests silently.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from manager_cli.testing.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
+
+BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url"})
+
+# Set MANAGERCTL_FAIL_ON_LEAKS=1 to turn the leak warning into a failed run.
+_LEAKS_KEY = pytest.StashKey[list]()
+_USED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
+def _leaked_queues(node: RabbitMQNode) -> list[dict]:
+    return [
+        q
+        for q in node.list_queues()
+        if q.get("name", "").startswith("reply_") or "managerctl" in q.get("name", "")
+    ]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(request: pytest.FixtureRequest):
+    """A started RabbitMQNode for the whole session, stopped (and its data removed) at the end."""
+    try:
+        ensure_rabbitmq_installed()
+    except RuntimeError as exc:
+        pytest.fail(f"broker tests need RabbitMQ: {exc}", pytrace=False)
+    node = RabbitMQNode()
+    try:
+        node.start()
+    except RuntimeError as exc:
+        pytest.fail(f"could not start a throwaway RabbitMQ node: {exc}", pytrace=False)
+    request.config.stash[_USED_KEY] = True
+    try:
+        yield node
+    finally:
+        try:
+            if node.is_running():
+                request.config.stash[_LEAKS_KEY] = _leaked_queues(node)
+        except Exception as exc:  # the check must never hide the real test outcome
+            request.config.stash[_LEAKS_KEY] = [{"name": f"<leak check failed: {exc}>"}]
+        finally:
+            node.stop()
+
+
+@pytest.fixture
+def broker_url(rabbitmq: RabbitMQNode) -> str:
+    """Transport URL of the session's node; restarts it if an earlier test left it down."""
+    if not rabbitmq.is_running():
+        rabbitmq.start()
+    return rabbitmq.url
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not config.stash.get(_USED_KEY, False):
+        return
+    leaks = config.stash.get(_LEAKS_KEY, [])
+    if not leaks:
+        return
+    terminalreporter.section("broker leak check", sep="-", yellow=True)
+    terminalreporter.write_line(
+        f"WARNING: {len(leaks)} queue(s) left on the test broker at the end of the session "
+        "(reply_* or *managerctl*):",
+        yellow=True,
+    )
+    for q in leaks:
+        terminalreporter.write_line(
+            f"  {q.get('name')}  messages={q.get('messages', '?')} "
+            f"consumers={q.get('consumers', '?')}"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = session.config.stash.get(_LEAKS_KEY, [])
+    if leaks and exitstatus == 0 and os.environ.get("MANAGERCTL_FAIL_ON_LEAKS") == "1":
+        session.exitstatus = 1
