@@ -65,6 +65,9 @@ managerctl_setup() {
         printf '%s\n' "$want" >"$stamp"
     fi
 
+    # man-db renders the man pages in the tests (man --warnings).
+    command -v man >/dev/null 2>&1 || _apt_install man-db groff-base
+
     if ! _have_rabbitmq; then
         _apt_install rabbitmq-server
         _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"

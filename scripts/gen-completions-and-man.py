@@ -61,7 +61,7 @@ def main() -> int:
         for path in stale:
             print(f"stale: {path}", file=sys.stderr)
         if stale:
-            print(f"run: {sys.executable} {Path(__file__).name}", file=sys.stderr)
+            print(f"run: {sys.executable} {Path(__file__).relative_to(ROOT)}", file=sys.stderr)
         return 1 if stale else 0
 
     for path in generated_paths(options.outdir) - set(files):

@@ -9,14 +9,25 @@ from typing import Any
 import click
 
 from .common import app_state, load_manager, manager_name_argument
+from .complete import complete_hosts, complete_topics
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s [-] %(message)s"
 
 
 @click.command("serve")
 @manager_name_argument
-@click.option("--host", metavar="HOST", help="Serve as this host (default: the host option).")
-@click.option("--topic", metavar="TOPIC", help="Consume this topic (default: the manager's).")
+@click.option(
+    "--host",
+    metavar="HOST",
+    help="Serve as this host (default: the host option).",
+    shell_complete=complete_hosts,
+)
+@click.option(
+    "--topic",
+    metavar="TOPIC",
+    help="Consume this topic (default: the manager's).",
+    shell_complete=complete_topics,
+)
 @click.option(
     "--graceful-timeout",
     type=float,
