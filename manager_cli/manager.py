@@ -42,13 +42,23 @@ class BaseRPCAPI:
 
     target = Target(namespace=BASE_API_NAMESPACE, version=BASE_API_VERSION)
 
-    def __init__(self, service_name: str, backdoor_port: int | None = None) -> None:
+    def __init__(
+        self, service_name: str, backdoor_port: int | None = None, host: str | None = None
+    ) -> None:
         self.service_name = service_name
         self.backdoor_port = backdoor_port
+        self.host = host
 
     def ping(self, context: Any, arg: Any = None) -> dict[str, Any]:
-        """Answer with the service name and the argument, to prove the service is alive."""
-        return {"service": self.service_name, "arg": arg}
+        """Answer with the service name and the argument, to prove the service is alive.
+
+        managerctl adds its ``host`` (the seed's reply has only ``service`` and ``arg``; callers
+        ignore extra keys), so a broadcast ping can name the hosts that answered.
+        """
+        reply = {"service": self.service_name, "arg": arg}
+        if self.host is not None:
+            reply["host"] = self.host
+        return reply
 
     def get_backdoor_port(self, context: Any) -> int | None:
         """The service's backdoor port, or null (added in 1.1)."""
@@ -102,7 +112,7 @@ class Manager(PeriodicTasks):
         """The dispatcher for incoming RPC: additional APIs, this manager, the base API."""
         endpoints = list(additional_apis or ())
         endpoints.append(self)
-        endpoints.append(BaseRPCAPI(self.service_name, backdoor_port))
+        endpoints.append(BaseRPCAPI(self.service_name, backdoor_port, self.host))
         return RPCDispatcher(endpoints, JsonSerializer())
 
     def periodic_tasks(self, context: Any, raise_on_error: bool = False) -> float:

@@ -25,6 +25,13 @@ from .complete import (
 from .output import OutputOptions, output_options, render_list, render_one
 
 ANY_HOST = "-"
+# How long a broadcast (ping --all) gathers answers when neither --timeout nor --expect says.
+DEFAULT_GATHER_TIMEOUT = 5.0
+
+
+def _reply_host(reply: Any) -> str | None:
+    result = reply.result
+    return str(result["host"]) if isinstance(result, dict) and result.get("host") else None
 
 
 def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
@@ -38,7 +45,7 @@ def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
         parse_transport_url(settings.transport_url),
         options=RabbitOptions(**rabbit_options(settings)),
         timeout=timeout or settings.rpc_response_timeout,
-        exclusive_reply_queue=True,
+        exclusive=True,
     )
     return settings, client
 
@@ -54,9 +61,12 @@ def _as_remote_error(exc: BaseException) -> ManagerCtlError:
 def _render_result(result: Any, output: OutputOptions) -> None:
     if output.format == "table" and isinstance(result, dict):
         render_one(result, output)
-    elif output.format == "table" and isinstance(result, list) and all(
-        isinstance(item, dict) for item in result
-    ) and result:
+    elif (
+        output.format == "table"
+        and isinstance(result, list)
+        and all(isinstance(item, dict) for item in result)
+        and result
+    ):
         render_list(result, list(result[0]), output)
     elif output.format in ("value", "table") and not isinstance(result, (dict, list)):
         output.out.write(("" if result is None else str(result)) + "\n")
@@ -189,9 +199,7 @@ PING_COLUMNS = ["host", "service", "arg", "rtt_ms", "outcome", "error"]
 @_target_options
 @click.option("--all", "ping_all", is_flag=True, help="Ping every server of the topic.")
 @click.option("--expect", type=int, metavar="N", help="With --all: stop after N answers.")
-@click.option(
-    "--expect-hosts", metavar="H1,H2", help="With --all: the hosts that must answer."
-)
+@click.option("--expect-hosts", metavar="H1,H2", help="With --all: the hosts that must answer.")
 @output_options
 def ping(
     host: str | None,
@@ -217,7 +225,6 @@ def ping(
         raise click.UsageError("give a HOST or --all")
     wanted_hosts = [h for h in (expect_hosts or "").split(",") if h]
     _, client = _settings_and_client(timeout)
-    version = api_version or "1.0"
     namespace = namespace or BASE_API_NAMESPACE
     with client:
         if not ping_all:
@@ -228,8 +235,8 @@ def ping(
                     "ping",
                     topic=topic,
                     server=host,
-                    args={"arg": host},
-                    version=version if api_version else BASE_API_VERSION,
+                    args={"arg": None},
+                    version=api_version or BASE_API_VERSION,
                     namespace=namespace,
                     exchange=exchange,
                     timeout=timeout,
@@ -238,7 +245,7 @@ def ping(
                 raise _as_remote_error(exc) from None
             rtt = (time.monotonic() - started) * 1000
             row = {
-                "host": host,
+                "host": result.get("host", host) if isinstance(result, dict) else host,
                 "service": (result or {}).get("service") if isinstance(result, dict) else None,
                 "arg": result.get("arg") if isinstance(result, dict) else result,
                 "rtt_ms": round(rtt, 2),
@@ -248,15 +255,10 @@ def ping(
             render_list([row], PING_COLUMNS, output)
             return
         expected = len(wanted_hosts) if wanted_hosts else expect
-        seen_hosts: set[str] = set()
 
-        def all_expected_answered(replies: list[Any]) -> bool:
-            if wanted_hosts:
-                for reply in replies:
-                    if isinstance(reply.result, dict) and reply.result.get("arg"):
-                        seen_hosts.add(str(reply.result.get("host") or ""))
-                return False
-            return expected is not None and len(replies) >= expected
+        def all_wanted_answered(replies: list[Any]) -> bool:
+            answered = {_reply_host(reply) for reply in replies}
+            return all(host in answered for host in wanted_hosts)
 
         replies = client.broadcast_call(
             get_admin_context(),
@@ -265,15 +267,16 @@ def ping(
             args={"arg": None},
             version=BASE_API_VERSION,
             namespace=namespace,
-            timeout=timeout or 5.0,
-            expect=expected if not wanted_hosts else None,
+            timeout=timeout or DEFAULT_GATHER_TIMEOUT,
+            expect=None if wanted_hosts else expected,
+            stop_when=all_wanted_answered if wanted_hosts else None,
         )
     rows = []
     for reply in replies:
         result = reply.result if isinstance(reply.result, dict) else {}
         rows.append(
             {
-                "host": result.get("host"),
+                "host": _reply_host(reply),
                 "service": result.get("service"),
                 "arg": result.get("arg"),
                 "rtt_ms": round(reply.elapsed * 1000, 2),
@@ -281,8 +284,19 @@ def ping(
                 "error": None if reply.failure is None else str(reply.failure).splitlines()[0],
             }
         )
+    missing = sorted(set(wanted_hosts) - {row["host"] for row in rows})
+    rows += [
+        {"host": host, "service": None, "arg": None, "rtt_ms": None, "outcome": "missing"}
+        for host in missing
+    ]
     render_list(rows, PING_COLUMNS, output)
-    if not rows:
-        raise UnavailableError(f"no server of topic {topic} answered", hint="is it served?")
-    if expected is not None and len(rows) < expected:
-        raise PartialResultError(f"{len(rows)} of {expected} expected servers answered")
+    answered = len(rows) - len(missing)
+    if answered == 0:
+        raise UnavailableError(
+            f"no server of topic {topic} answered within the timeout",
+            hint="is the service running, and are --topic and --exchange right?",
+        )
+    if missing:
+        raise PartialResultError(f"{answered} servers answered; missing: {', '.join(missing)}")
+    if expected is not None and answered < expected:
+        raise PartialResultError(f"{answered} of {expected} expected servers answered")

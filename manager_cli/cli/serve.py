@@ -50,6 +50,9 @@ def serve(name: str, host: str | None, topic: str | None, graceful_timeout: floa
             format=LOG_FORMAT,
             datefmt="%Y-%m-%d %H:%M:%S",
         )
+        if not state.debug:
+            # pika narrates every connection step at INFO; operators want that only with --debug.
+            logging.getLogger("pika").setLevel(logging.WARNING)
     default_topic, manager = load_manager(name, host)
     service = Service(
         manager,

@@ -1,0 +1,570 @@
+"""The RPC server: consume ``<topic>``, ``<topic>.<server>`` and a fanout queue, dispatch, reply.
+
+Threading. pika's BlockingConnection is not thread-safe, so one I/O thread owns the connection
+and its channel: it receives, decodes, acks, publishes replies and heartbeats. Methods run in a
+pool of worker threads; a worker hands its reply back through a queue and wakes the I/O thread
+with ``add_callback_threadsafe``. The I/O thread is the only one that touches pika.
+
+Acknowledgement (at-most-once, as oslo). A request is acked by the I/O thread at the moment a
+worker is free to run it, never earlier: requests received while every worker is busy wait
+unacked in a local backlog, which ``basic_qos`` bounds, and go back to the queue (nack, requeue)
+when the server stops or loses its connection. A request once acked is never run again: the
+``_unique_id`` of every started request is remembered (the last 16, as oslo) across reconnects,
+so a redelivered copy of an acked request is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from ..errors import ConfigError, ManagerCtlError
+from . import transport, wire
+from .dispatcher import DispatchError, RPCDispatcher
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+DUPLICATE_CACHE_SIZE = 16
+REPLY_RETRY_INTERVAL = 0.25
+DEAD_REPLY_QUEUE_TTL = 60.0
+DEAD_REPLY_QUEUE_CACHE = 200
+
+_PIKA_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ChannelWrongStateError,
+    OSError,
+)
+# What a lost connection, or a failed attempt to get a new one, raises.
+_CONNECTION_ERRORS = (*_PIKA_ERRORS, ManagerCtlError)
+RETURNED_CACHE = 1000
+
+
+class MessageTooLarge(wire.WireFormatError):
+    """A request body over the server's ``max_message_bytes``."""
+
+
+class _Job:
+    """One started request: what the worker needs, and the heartbeat timer around it."""
+
+    __slots__ = ("request", "heartbeat_interval", "timer", "finished")
+
+    def __init__(self, request: wire.Request) -> None:
+        self.request = request
+        timeout = request.call_monitor_timeout if request.wants_reply else None
+        # oslo sends a heartbeat every int(_timeout)/2 s, and none at all below 2 s.
+        self.heartbeat_interval = int(timeout) / 2 if timeout and timeout >= 2 else None
+        self.timer: Any = None
+        self.finished = False
+
+
+class RPCServer:
+    """Serve a dispatcher's endpoints on ``topic`` as ``server``, the way oslo's servers do."""
+
+    def __init__(
+        self,
+        transport_url: str | transport.TransportURL,
+        *,
+        topic: str,
+        server: str,
+        dispatcher: RPCDispatcher,
+        options: transport.RabbitOptions | None = None,
+        exchange: str | None = None,
+        executor_threads: int = 8,
+        on_error: Callable[[BaseException, wire.Request | None], None] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if not topic or not server:
+            raise ValueError("an RPC server needs a topic and a server name")
+        if executor_threads < 1:
+            raise ValueError("executor_threads must be at least 1")
+        self.url = transport.parse_transport_url(transport_url)
+        self.options = self.url.apply_to(options or transport.RabbitOptions())
+        self.topic = topic
+        self.server = server
+        self.dispatcher = dispatcher
+        self.exchange = exchange or self.options.control_exchange
+        self.executor_threads = executor_threads
+        self.on_error = on_error
+        self.max_message_bytes = max_message_bytes
+        self.prefetch = self.options.rabbit_qos_prefetch_count or executor_threads
+        self.fanout_queue: str | None = None
+        self._props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._host_offset = 0
+        self._io_thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[tuple[_Job, bytes | None]] = queue.SimpleQueue()
+        # Owned by the I/O thread:
+        self._backlog: collections.deque[tuple[int, wire.Request]] = collections.deque()
+        self._jobs: set[_Job] = set()
+        self._seen: collections.deque[str] = collections.deque(maxlen=DUPLICATE_CACHE_SIZE)
+        self._unsent: list[tuple[str, bytes]] = []
+        self._returned: dict[str, float] = {}
+        self._dead_reply_queues: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._stopping = False
+        self._graceful_deadline = 0.0
+        self._stopped = threading.Event()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<RPCServer topic={self.topic} server={self.server} url={self.url.masked()}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, declare and consume; returns once the consumers exist.
+
+        Raises BrokerUnreachableError or AccessRefusedError when the broker cannot be used, and
+        ConfigError when a queue exists with flags that do not match the options.
+        """
+        if self._started:
+            raise RuntimeError("this RPC server was already started")
+        self._started = True
+        self._setup()
+        for number in range(self.executor_threads):
+            worker = threading.Thread(
+                target=self._worker, name=f"rpc-{self.topic}-worker-{number}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
+        self._io_thread = threading.Thread(
+            target=self._io_main, name=f"rpc-{self.topic}-io", daemon=True
+        )
+        self._io_thread.start()
+        LOG.info(
+            "serving topic %s as %s on exchange %s at %s",
+            self.topic,
+            self.server,
+            self.exchange,
+            self.url.host_list(),
+        )
+
+    def stop(self, graceful_timeout: float = 30.0) -> None:
+        """Stop consuming, finish the running calls (their replies go out) within
+        ``graceful_timeout``, requeue requests not started, delete the fanout queue, close."""
+        if not self._started or self._stopped.is_set():
+            return
+        self._graceful_deadline = time.monotonic() + graceful_timeout
+        self._stopping = True
+        self._wake(self._begin_stop)
+        if self._io_thread is not None and self._io_thread is not threading.current_thread():
+            self._io_thread.join(graceful_timeout + 10.0)
+        for _ in self._workers:
+            self._work.put(None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped; False if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def serve_forever(self) -> None:
+        """start(), then block until stop() is called from elsewhere or Ctrl-C."""
+        self.start()
+        try:
+            while not self._stopped.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            LOG.info("interrupted; stopping")
+            self.stop()
+            raise
+
+    def __enter__(self) -> RPCServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues this server consumes."""
+        names = [self.topic, f"{self.topic}.{self.server}"]
+        return names + ([self.fanout_queue] if self.fanout_queue else [])
+
+    # -- connection and declarations (I/O thread, or the caller of start()) ----------------
+
+    def _setup(self) -> None:
+        hosts = self.url.hosts
+        offset = self._host_offset % len(hosts)
+        url = dataclasses.replace(self.url, hosts=hosts[offset:] + hosts[:offset])
+        connection = transport.connect(url, self.options)
+        try:
+            channel = connection.channel()
+            channel.add_on_return_callback(self._on_return)
+            try:
+                transport.declare_control_exchange(channel, self.options, self.exchange)
+                transport.declare_topic_queue(channel, self.options, self.exchange, self.topic)
+                transport.declare_topic_queue(
+                    channel, self.options, self.exchange, f"{self.topic}.{self.server}"
+                )
+                self.fanout_queue = transport.declare_fanout_queue(
+                    channel, self.options, self.topic, name=self.fanout_queue
+                )
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 406:
+                    raise
+                raise ConfigError(
+                    f"an exchange or queue of topic {self.topic!r} exists with other flags "
+                    f"({exc.reply_text})",
+                    hint="set amqp_durable_queues / amqp_auto_delete as the other services do",
+                ) from None
+            channel.basic_qos(prefetch_count=self.prefetch, global_qos=True)
+            for name in self.queues:
+                channel.basic_consume(name, self._on_message)
+        except BaseException:
+            if connection.is_open:
+                connection.close()
+            raise
+        self._connection, self._channel = connection, channel
+        for job in self._jobs:
+            if job.heartbeat_interval:
+                self._schedule_heartbeat(job)
+        unsent, self._unsent = self._unsent, []
+        for reply_q, body in unsent:
+            self._publish_reply(reply_q, body)
+        self._drain_outbox()
+
+    def _io_main(self) -> None:
+        try:
+            while True:
+                try:
+                    self._serve_connection()
+                    return
+                except _CONNECTION_ERRORS as exc:
+                    self._lost_connection(exc)
+                if not self._reconnect():
+                    return
+        except Exception:  # a bug: say so loudly rather than die in silence
+            LOG.exception("RPC server I/O thread crashed")
+        finally:
+            self._close()
+            self._stopped.set()
+
+    def _serve_connection(self) -> None:
+        connection = self._connection
+        assert connection is not None
+        while True:
+            if self._stopping:
+                if not self._jobs and not self._unsent:
+                    return
+                remaining = self._graceful_deadline - time.monotonic()
+                if remaining <= 0:
+                    LOG.warning(
+                        "stopping with %d call(s) still running; their replies are lost",
+                        len(self._jobs),
+                    )
+                    return
+                connection.process_data_events(time_limit=remaining)
+            else:
+                connection.process_data_events(time_limit=None)
+
+    def _lost_connection(self, exc: BaseException) -> None:
+        LOG.warning(
+            "lost the connection to %s: %s",
+            self.url.host_list(),
+            transport.mask_url_passwords(str(exc) or type(exc).__name__),
+        )
+        # Requests received but not started were never acked: the broker redelivers them.
+        self._backlog.clear()
+        self._returned.clear()
+        for job in self._jobs:
+            job.timer = None  # timers die with their connection; _setup schedules new ones
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(_CONNECTION_ERRORS):
+                connection.close()
+        self._host_offset += 1
+
+    def _reconnect(self) -> bool:
+        """Reconnect with oslo's backoff (interval, +backoff each try, up to interval_max)."""
+        delay = self.options.rabbit_retry_interval
+        while not self._stopping:
+            # Sleep in small steps so a stop() (which cannot wake a dead connection) is prompt.
+            end = time.monotonic() + delay
+            while not self._stopping and time.monotonic() < end:
+                time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+            if self._stopping:
+                break
+            try:
+                self._setup()
+            except _CONNECTION_ERRORS as exc:
+                LOG.warning(
+                    "reconnecting to %s failed (%s); next try in %gs",
+                    self.url.host_list(),
+                    transport.mask_url_passwords(str(exc) or type(exc).__name__),
+                    delay,
+                )
+                self._host_offset += 1
+                delay = min(
+                    delay + self.options.rabbit_retry_backoff, self.options.rabbit_interval_max
+                )
+                continue
+            LOG.info("reconnected to the broker; consuming %s again", ", ".join(self.queues))
+            return True
+        # Stopping without a connection: wait for running calls so their threads end cleanly.
+        while self._jobs and time.monotonic() < self._graceful_deadline:
+            time.sleep(0.05)
+            self._drain_outbox()
+        return False
+
+    def _wake(self, callback: Callable[[], None]) -> None:
+        connection = self._connection
+        if connection is None:
+            return  # the I/O thread picks the work up after reconnecting
+        with contextlib.suppress(_CONNECTION_ERRORS):
+            connection.add_callback_threadsafe(callback)
+
+    def _begin_stop(self) -> None:
+        """Cancel the consumers and give back every request not started (I/O thread)."""
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            return
+        for consumer_tag in list(channel.consumer_tags):
+            channel.basic_cancel(consumer_tag)
+        while self._backlog:
+            delivery_tag, _request = self._backlog.popleft()
+            channel.basic_nack(delivery_tag, requeue=True)
+
+    def _close(self) -> None:
+        """Delete the fanout queue and close, on a clean stop (I/O thread)."""
+        connection, channel = self._connection, self._channel
+        self._connection = self._channel = None
+        if connection is None or not connection.is_open:
+            return
+        try:
+            if self._stopping and self.fanout_queue and channel is not None and channel.is_open:
+                channel.queue_delete(self.fanout_queue)
+            connection.close()
+        except _CONNECTION_ERRORS as exc:
+            LOG.debug("error while closing: %s", exc)
+
+    # -- receiving (I/O thread) ----------------------------------------------------------------
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            self._receive(channel, method.delivery_tag, properties, body)
+        except _PIKA_ERRORS:
+            raise
+        except Exception as exc:  # never let one message kill the server
+            LOG.exception("dropping a request that could not be handled")
+            self._report(exc, None)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+
+    def _receive(self, channel: Any, delivery_tag: int, properties: Any, body: bytes) -> None:
+        if properties.content_type != wire.CONTENT_TYPE:
+            # kombu (oslo) cannot decode such a message either, and drops it without a reply.
+            LOG.warning(
+                "dropping a message with content type %r (expected %s)",
+                properties.content_type,
+                wire.CONTENT_TYPE,
+            )
+            channel.basic_reject(delivery_tag, requeue=False)
+            return
+        try:
+            if len(body) > self.max_message_bytes:
+                raise MessageTooLarge(
+                    f"request of {len(body)} bytes exceeds the server's limit of "
+                    f"{self.max_message_bytes} bytes"
+                )
+            request = wire.parse_request(wire.decode_envelope(body))
+        except wire.WireFormatError as exc:
+            self._reject_bad(channel, delivery_tag, body, exc)
+            return
+        if request.unique_id is not None and request.unique_id in self._seen:
+            LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
+            channel.basic_ack(delivery_tag)
+            return
+        if len(self._jobs) < self.executor_threads and not self._stopping:
+            self._start_job(channel, delivery_tag, request)
+        else:
+            self._backlog.append((delivery_tag, request))
+
+    def _reject_bad(
+        self, channel: Any, delivery_tag: int, body: bytes, exc: wire.WireFormatError
+    ) -> None:
+        """Reject a malformed request without requeue; answer it if it says where to."""
+        msg_id, reply_q = _reply_address(body)
+        LOG.warning("rejecting a malformed request: %s", exc)
+        self._report(exc, None)
+        channel.basic_reject(delivery_tag, requeue=False)
+        if msg_id and reply_q:
+            failure = wire.serialize_failure(exc)
+            self._publish_reply(
+                reply_q, wire.encode_envelope(wire.build_reply(msg_id, None, failure))
+            )
+
+    def _start_job(self, channel: Any, delivery_tag: int, request: wire.Request) -> None:
+        if request.unique_id is not None:
+            if request.unique_id in self._seen:
+                LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
+                channel.basic_ack(delivery_tag)
+                return
+            self._seen.append(request.unique_id)
+        channel.basic_ack(delivery_tag)
+        job = _Job(request)
+        self._jobs.add(job)
+        if job.heartbeat_interval:
+            self._schedule_heartbeat(job)
+        self._work.put(job)
+
+    def _start_backlog(self) -> None:
+        channel = self._channel
+        while self._backlog and len(self._jobs) < self.executor_threads and not self._stopping:
+            delivery_tag, request = self._backlog.popleft()
+            self._start_job(channel, delivery_tag, request)
+
+    # -- running (worker threads) ----------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            self._outbox.put((job, self._run(job.request)))
+            self._wake(self._drain_outbox)
+
+    def _run(self, request: wire.Request) -> bytes | None:
+        """Dispatch one request; the encoded reply, or None when nobody waits for one."""
+        try:
+            result = self.dispatcher.dispatch(request)
+            failure = None
+        except DispatchError as exc:
+            LOG.warning("%s", exc)
+            self._report(exc, request)
+            result, failure = None, wire.serialize_failure(exc, module=exc.wire_module)
+        except Exception as exc:
+            LOG.exception("%s raised", request.method)
+            self._report(exc, request)
+            result, failure = None, wire.serialize_failure(exc)
+        if not request.wants_reply:
+            return None
+        assert request.msg_id is not None
+        try:
+            return wire.encode_envelope(wire.build_reply(request.msg_id, result, failure))
+        except (TypeError, ValueError) as exc:  # a result JSON cannot carry
+            LOG.error("cannot encode the result of %s: %s", request.method, exc)
+            failure = wire.serialize_failure(exc)
+            return wire.encode_envelope(wire.build_reply(request.msg_id, None, failure))
+
+    def _report(self, exc: BaseException, request: wire.Request | None) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(exc, request)
+        except Exception:
+            LOG.exception("the on_error callback raised")
+
+    # -- replying (I/O thread) ---------------------------------------------------------------------
+
+    def _drain_outbox(self) -> None:
+        while True:
+            try:
+                job, body = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            job.finished = True
+            self._jobs.discard(job)
+            if job.timer is not None and self._connection is not None:
+                self._connection.remove_timeout(job.timer)
+            job.timer = None
+            if body is not None:
+                assert job.request.reply_q is not None
+                self._publish_reply(job.request.reply_q, body)
+        self._start_backlog()
+
+    def _publish_reply(self, reply_q: str, body: bytes) -> None:
+        expiry = self._dead_reply_queues.get(reply_q)
+        if expiry is not None:
+            if expiry > time.monotonic():
+                LOG.debug("not replying to %s: it was gone a moment ago", reply_q)
+                return
+            del self._dead_reply_queues[reply_q]
+        channel = self._channel
+        if channel is None:
+            self._unsent.append((reply_q, body))
+            return
+        try:
+            channel.basic_publish("", reply_q, body, self._props, mandatory=True)
+        except _CONNECTION_ERRORS:
+            self._unsent.append((reply_q, body))
+            raise
+
+    def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        """A reply came back: its queue is gone. Retry as oslo does, then give up on it."""
+        reply_q = method.routing_key
+        try:
+            unique_id = str(wire.decode_envelope(body).get("_unique_id"))
+        except wire.WireFormatError:
+            return
+        now = time.monotonic()
+        if len(self._returned) >= RETURNED_CACHE:
+            del self._returned[next(iter(self._returned))]
+        first = self._returned.setdefault(unique_id, now)
+        if now - first >= self.options.kombu_missing_consumer_retry_timeout:
+            del self._returned[unique_id]
+            LOG.warning("giving up replying to %s: the queue does not exist", reply_q)
+            self._dead_reply_queues[reply_q] = now + DEAD_REPLY_QUEUE_TTL
+            while len(self._dead_reply_queues) > DEAD_REPLY_QUEUE_CACHE:
+                self._dead_reply_queues.popitem(last=False)
+            return
+        LOG.debug("reply queue %s is missing; retrying", reply_q)
+        assert self._connection is not None
+        self._connection.call_later(
+            REPLY_RETRY_INTERVAL, functools.partial(self._retry_reply, reply_q, body, unique_id)
+        )
+
+    def _retry_reply(self, reply_q: str, body: bytes, unique_id: str) -> None:
+        if self._stopping and not self._jobs:
+            self._returned.pop(unique_id, None)
+            return
+        self._publish_reply(reply_q, body)
+
+    def _schedule_heartbeat(self, job: _Job) -> None:
+        assert self._connection is not None and job.heartbeat_interval
+        job.timer = self._connection.call_later(
+            job.heartbeat_interval, functools.partial(self._heartbeat, job)
+        )
+
+    def _heartbeat(self, job: _Job) -> None:
+        job.timer = None
+        if job.finished or self._connection is None:
+            return
+        request = job.request
+        assert request.msg_id is not None and request.reply_q is not None
+        self._publish_reply(
+            request.reply_q, wire.encode_envelope(wire.build_heartbeat(request.msg_id))
+        )
+        self._schedule_heartbeat(job)
+
+
+def _reply_address(body: bytes) -> tuple[str | None, str | None]:
+    """``_msg_id`` and ``_reply_q`` of a message too broken to parse as a request, if any."""
+    try:
+        outer = json.loads(body)
+        inner = outer
+        if isinstance(outer, dict) and isinstance(outer.get(wire.MESSAGE_KEY), str):
+            inner = json.loads(outer[wire.MESSAGE_KEY])
+    except (ValueError, TypeError, RecursionError):
+        return None, None
+    if not isinstance(inner, dict):
+        return None, None
+    msg_id, reply_q = inner.get("_msg_id"), inner.get("_reply_q")
+    if isinstance(msg_id, str) and isinstance(reply_q, str) and msg_id and reply_q:
+        return msg_id, reply_q
+    return None, None

@@ -1,0 +1,524 @@
+"""Transport URLs, connections and the declarations oslo.messaging's rabbit driver makes.
+
+``parse_transport_url`` reads ``rabbit://user:pass@host:port,host2/vhost?opt=value`` exactly as
+oslo does (PROTOCOL.md §8); ``connect`` opens a pika connection with fail over across the hosts
+and maps every connection error, once, to managerctl's taxonomy. The ``declare_*`` helpers use
+oslo's exact flags (PROTOCOL.md §1-2): a queue or exchange declared with other flags than an
+existing one is a 406 that closes the channel.
+
+Passwords never leave this module in clear: ``repr``/``str`` of a URL or host masks them, and no
+error message quotes the raw URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import socket
+import ssl
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib import parse
+
+import pika
+import pika.exceptions
+
+from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5672
+DEFAULT_TLS_PORT = 5671
+DEFAULT_USER = "guest"
+DEFAULT_PASSWORD = "guest"
+DEFAULT_HOST = "localhost"
+SCHEMES = ("rabbit", "amqp", "amqps")
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class RabbitOptions:
+    """The ``[oslo_messaging_rabbit]`` options managerctl honours (oslo's defaults).
+
+    ``control_exchange`` comes from ``[DEFAULT]``; ``connect_timeout`` is managerctl's own (oslo
+    has none): a CLI should fail fast on an unreachable broker.
+    """
+
+    control_exchange: str = "openstack"
+    heartbeat_timeout_threshold: int = 60
+    connect_timeout: float = 2.0
+    amqp_durable_queues: bool = False
+    amqp_auto_delete: bool = False
+    rabbit_transient_queues_ttl: int = 1800
+    rabbit_qos_prefetch_count: int = 0
+    ssl: bool = False
+    ssl_ca_file: str | None = None
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    rabbit_login_method: str = "AMQPLAIN"
+    rabbit_retry_interval: float = 1.0
+    rabbit_retry_backoff: float = 2.0
+    rabbit_interval_max: float = 30.0
+    kombu_missing_consumer_retry_timeout: float = 60.0
+
+
+# Query options oslo accepts that do not change what managerctl sends or declares.
+_IGNORED_OPTIONS = frozenset(
+    {
+        "rpc_conn_pool_size",
+        "conn_pool_min_size",
+        "conn_pool_ttl",
+        "ssl_version",
+        "ssl_enforce_hostname_verification",
+        "ssl_enforce_fips_mode",
+        "kombu_reconnect_delay",
+        "kombu_reconnect_splay",
+        "kombu_failover_strategy",
+        "heartbeat_rate",
+        "direct_mandatory_flag",
+        "enable_cancel_on_failover",
+        "hostname",
+        "processname",
+        "rabbit_quorum_delivery_limit",
+        "rabbit_quorum_max_memory_length",
+        "rabbit_quorum_max_memory_bytes",
+    }
+)
+# Query options that change the topology or the body; managerctl does not implement them, so
+# setting one would silently break interop (406 on declare, unreadable bodies).
+_UNSUPPORTED_OPTIONS = frozenset(
+    {
+        "rabbit_ha_queues",
+        "rabbit_quorum_queue",
+        "rabbit_transient_quorum_queue",
+        "rabbit_stream_fanout",
+        "use_queue_manager",
+        "kombu_compression",
+    }
+)
+_LOGIN_METHODS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
+_TRUE = ("true", "1", "yes", "on", "y", "t")
+_FALSE = ("false", "0", "no", "off", "n", "f")
+# Only [oslo_messaging_rabbit] options may come from the URL (control_exchange is [DEFAULT]).
+_URL_OPTION_FIELDS = {
+    f.name: f.type for f in dataclasses.fields(RabbitOptions) if f.name != "control_exchange"
+}
+
+
+@dataclass(frozen=True)
+class BrokerHost:
+    """One broker of a transport URL; ``repr`` and ``str`` mask the password."""
+
+    hostname: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    username: str = DEFAULT_USER
+    password: str = field(default=DEFAULT_PASSWORD, repr=False)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (IPv6 hosts in brackets), without credentials."""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"{host}:{self.port}"
+
+    def netloc(self, *, mask: bool = True) -> str:
+        password = MASK if mask else parse.quote(self.password, safe="")
+        return f"{parse.quote(self.username, safe='')}:{password}@{self.address}"
+
+    def __str__(self) -> str:
+        return self.netloc(mask=True)
+
+    def __repr__(self) -> str:
+        return f"BrokerHost({self.netloc(mask=True)!r})"
+
+
+@dataclass(frozen=True)
+class TransportURL:
+    """A parsed transport URL. ``str``/``repr`` mask passwords; ``unmasked()`` does not."""
+
+    scheme: str = "rabbit"
+    hosts: tuple[BrokerHost, ...] = (BrokerHost(),)
+    virtual_host: str = "/"
+    query: Mapping[str, str] = field(default_factory=dict)
+    # Typed overrides of RabbitOptions taken from ``query``.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "amqps"
+
+    def _to_string(self, mask: bool) -> str:
+        netloc = ",".join(host.netloc(mask=mask) for host in self.hosts)
+        path = "/" if self.virtual_host == "/" else "/" + parse.quote(self.virtual_host, safe="")
+        query = "?" + parse.urlencode(dict(self.query)) if self.query else ""
+        return f"{self.scheme}://{netloc}{path}{query}"
+
+    def masked(self) -> str:
+        """The URL with every password replaced by ``***``: safe to print and log."""
+        return self._to_string(mask=True)
+
+    def unmasked(self) -> str:
+        """The URL with its passwords, e.g. to hand to oslo.messaging. Never print it."""
+        return self._to_string(mask=False)
+
+    def host_list(self) -> str:
+        """``host:port, host2:port2``: what error messages name."""
+        return ", ".join(host.address for host in self.hosts)
+
+    def apply_to(self, options: RabbitOptions) -> RabbitOptions:
+        """``options`` with the URL's query options applied (the URL wins, as in oslo)."""
+        return dataclasses.replace(options, **self.options) if self.options else options
+
+    def __str__(self) -> str:
+        return self.masked()
+
+    def __repr__(self) -> str:
+        return f"TransportURL({self.masked()!r})"
+
+
+def _convert_option(name: str, raw: str) -> Any:
+    kind = _URL_OPTION_FIELDS[name]
+    if "bool" in str(kind):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise BadInputError(f"transport URL option {name} expects true or false")
+    if str(kind) == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise BadInputError(f"transport URL option {name} expects an integer") from None
+    if str(kind) == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise BadInputError(f"transport URL option {name} expects a number") from None
+    if name == "rabbit_login_method":
+        if raw.upper() not in _LOGIN_METHODS:
+            raise BadInputError(
+                f"transport URL option rabbit_login_method must be one of {', '.join(_LOGIN_METHODS)}"
+            )
+        return raw.upper()
+    return raw
+
+
+def _parse_query(query: str) -> tuple[dict[str, str], dict[str, Any]]:
+    raw: dict[str, str] = {}
+    typed: dict[str, Any] = {}
+    for name, values in parse.parse_qs(query).items():
+        value = ",".join(values)
+        raw[name] = value
+        if name in _URL_OPTION_FIELDS:
+            typed[name] = _convert_option(name, value)
+        elif name in _UNSUPPORTED_OPTIONS:
+            if value.strip().lower() not in _FALSE + ("", "none"):
+                raise BadInputError(f"transport URL option {name} is not supported by managerctl")
+        elif name not in _IGNORED_OPTIONS:
+            raise BadInputError(
+                f"unknown transport URL option {name!r}",
+                hint="query options must be [oslo_messaging_rabbit] options",
+            )
+    return raw, typed
+
+
+def _parse_host(piece: str, number: int, default_port: int) -> BrokerHost:
+    username, password, hostport = DEFAULT_USER, DEFAULT_PASSWORD, piece
+    if "@" in piece:
+        credentials, hostport = piece.rsplit("@", 1)
+        user_part, _, password_part = credentials.partition(":")
+        username = parse.unquote(user_part) or DEFAULT_USER
+        password = parse.unquote(password_part) if ":" in credentials else DEFAULT_PASSWORD
+    if hostport.startswith("["):
+        hostname, bracket, rest = hostport[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise BadInputError(f"host #{number} of the transport URL has unbalanced brackets")
+        port_text = rest[1:]
+    elif hostport.count(":") > 1:
+        # A bare IPv6 address: oslo's parse_host_port takes it whole, without a port.
+        hostname, port_text = hostport, ""
+    else:
+        hostname, _, port_text = hostport.partition(":")
+    port = default_port
+    if port_text:
+        # Never quote the text: with an unescaped ',' in a password, this is part of it.
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise BadInputError(
+                f"host #{number} of the transport URL has a bad port",
+                hint="ports are 1-65535; percent-encode special characters in user and password",
+            )
+        port = int(port_text)
+    return BrokerHost(hostname or DEFAULT_HOST, port, username, password)
+
+
+def parse_transport_url(url: str | TransportURL | None) -> TransportURL:
+    """Parse ``rabbit://[user:pass@]host[:port][,...]/[vhost][?opt=value...]`` as oslo does.
+
+    ``rabbit://`` (or None, or empty) means ``guest:guest@localhost:5672``; an empty vhost means
+    ``/``; user, password and vhost are percent-decoded. Raises BadInputError, whose message
+    never contains a password.
+    """
+    if isinstance(url, TransportURL):
+        return url
+    if url is None or url == "":
+        url = "rabbit://"
+    if not isinstance(url, str):
+        raise BadInputError(f"a transport URL must be a string, not {type(url).__name__}")
+    url = url.strip()
+    if "://" not in url:
+        raise BadInputError(
+            "the transport URL has no scheme",
+            hint="it must look like rabbit://user:pass@host:5672/",
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        if any(c in scheme for c in ":@/"):
+            raise BadInputError("the transport URL is malformed")
+        raise BadInputError(
+            f"unsupported transport URL scheme {scheme!r}", hint="use rabbit:// (or amqp://)"
+        )
+    try:
+        parts = parse.urlsplit(url)
+    except ValueError:
+        raise BadInputError("the transport URL is malformed (check the host brackets)") from None
+    netloc, path, query = parts.netloc, parts.path, parts.query
+    default_port = DEFAULT_TLS_PORT if scheme == "amqps" else DEFAULT_PORT
+    hosts = tuple(
+        _parse_host(piece, number, default_port)
+        for number, piece in enumerate((p for p in netloc.split(",") if p), start=1)
+    )
+    virtual_host = parse.unquote(path[1:]) if path else ""
+    raw_query, typed = _parse_query(query)
+    return TransportURL(
+        scheme=scheme,
+        hosts=hosts or (BrokerHost(port=default_port),),
+        virtual_host=virtual_host or "/",
+        query=MappingProxyType(raw_query),
+        options=MappingProxyType(typed),
+    )
+
+
+_URL_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
+
+
+def _mask_token(token: str) -> str:
+    scheme, rest = token.split("://", 1)
+    at = rest.rfind("@")
+    if at < 0:
+        return token
+    # Credentials end at the last '@'; the netloc ends at the first '/', '?' or '#' after it.
+    # Erring towards masking too much is fine, leaking is not.
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop, at + 1)
+        if found >= 0:
+            end = min(end, found)
+    masked = []
+    for piece in rest[:end].split(","):
+        credentials, at_sign, host = piece.rpartition("@")
+        if at_sign and ":" in credentials:
+            piece = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
+        masked.append(piece)
+    return f"{scheme}://{','.join(masked)}{rest[end:]}"
+
+
+def mask_url_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:pass@host`` in it replaced by ***."""
+    if "://" not in text:
+        return text
+    return _URL_TOKEN.sub(lambda match: _mask_token(match.group(0)), text)
+
+
+# ---------------------------------------------------------------------------
+# Connections
+
+
+def connection_name() -> str:
+    """``<argv0>:<pid>:<uuid>``, the name oslo gives its connections (shown by rabbitmqctl)."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"{argv0}:{os.getpid()}:{uuid.uuid4()}"
+
+
+def _ssl_options(host: BrokerHost, options: RabbitOptions) -> pika.SSLOptions:
+    try:
+        context = ssl.create_default_context(cafile=options.ssl_ca_file or None)
+        if options.ssl_cert_file:
+            context.load_cert_chain(options.ssl_cert_file, options.ssl_key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS files: {exc}") from None
+    return pika.SSLOptions(context, server_hostname=host.hostname)
+
+
+def connection_parameters(
+    url: TransportURL, host: BrokerHost, options: RabbitOptions, name: str
+) -> pika.ConnectionParameters:
+    """pika parameters for one host: short timeouts, oslo's heartbeat, login and name."""
+    if options.rabbit_login_method == "EXTERNAL":
+        credentials: Any = pika.credentials.ExternalCredentials()
+    elif options.rabbit_login_method in ("PLAIN", "AMQPLAIN"):
+        # pika speaks PLAIN only; RabbitMQ accepts it wherever it accepts AMQPLAIN.
+        credentials = pika.PlainCredentials(host.username, host.password, erase_on_connect=False)
+    else:
+        raise ConfigError(f"unsupported rabbit_login_method {options.rabbit_login_method!r}")
+    tls = options.ssl or url.tls
+    return pika.ConnectionParameters(
+        host=host.hostname,
+        port=host.port,
+        virtual_host=url.virtual_host,
+        credentials=credentials,
+        heartbeat=int(options.heartbeat_timeout_threshold),
+        connection_attempts=1,
+        socket_timeout=options.connect_timeout,
+        stack_timeout=options.connect_timeout * 2,
+        ssl_options=_ssl_options(host, options) if tls else None,
+        client_properties={"connection_name": name},
+    )
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """A short reason for a failed connection, from pika's nested exceptions."""
+    seen = 0
+    while seen < 5:
+        seen += 1
+        if isinstance(exc, socket.gaierror):
+            return f"cannot resolve the host name ({exc.strerror})"
+        if isinstance(exc, (socket.timeout, TimeoutError)) or "Timeout" in type(exc).__name__:
+            return "timed out"
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror.lower()
+        inner = next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        exc = inner
+    return mask_url_passwords(type(exc).__name__)
+
+
+_AUTH_ERRORS = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
+
+
+def connect(
+    url: TransportURL | str, options: RabbitOptions | None = None, *, name: str | None = None
+) -> pika.BlockingConnection:
+    """Open a BlockingConnection to the first host of ``url`` that accepts one (in order).
+
+    Raises AccessRefusedError (credentials or vhost refused) or BrokerUnreachableError (no host
+    answered); neither message contains a password.
+    """
+    url = parse_transport_url(url)
+    options = url.apply_to(options or RabbitOptions())
+    name = name or connection_name()
+    refused: list[str] = []
+    unreachable: list[str] = []
+    for host in url.hosts:
+        params = connection_parameters(url, host, options, name)
+        try:
+            connection = pika.BlockingConnection(params)
+        except _AUTH_ERRORS:
+            refused.append(f"{host.address} refused the credentials of user {host.username!r}")
+        except pika.exceptions.ProbableAccessDeniedError:
+            # A vhost holding '@' may be the tail of a mistyped password: do not echo it.
+            vhost = url.virtual_host if "@" not in url.virtual_host else "(as given)"
+            refused.append(
+                f"{host.address} denied user {host.username!r} access to virtual host "
+                f"{vhost!r} (missing, or no permission)"
+            )
+        except pika.exceptions.ConnectionClosedByBroker as exc:
+            if exc.reply_code in (403, 530):
+                refused.append(f"{host.address} refused access ({exc.reply_code})")
+            else:
+                unreachable.append(f"{host.address} ({exc.reply_code} {exc.reply_text})")
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            unreachable.append(f"{host.address} ({_failure_reason(exc)})")
+        else:
+            LOG.debug("connected to %s as %s", host.address, name)
+            return connection
+        LOG.debug("cannot connect to %s", host.address)
+    if refused:
+        raise AccessRefusedError(
+            "the broker refused access: " + "; ".join(refused),
+            hint="check the user, password and virtual host of transport_url",
+        ) from None
+    raise BrokerUnreachableError(
+        "cannot reach the message broker at " + ", ".join(unreachable),
+        hint="check transport_url and that RabbitMQ is running",
+    ) from None
+
+
+# ---------------------------------------------------------------------------
+# Declarations, with oslo's exact flags (PROTOCOL.md §1-2)
+
+
+def fanout_exchange_name(topic: str) -> str:
+    return f"{topic}_fanout"
+
+
+def _expires_arguments(options: RabbitOptions) -> dict[str, Any]:
+    return {"x-expires": int(options.rabbit_transient_queues_ttl) * 1000}
+
+
+def declare_control_exchange(channel: Any, options: RabbitOptions, exchange: str) -> None:
+    """The topic exchange calls and casts go to (``control_exchange`` by default)."""
+    channel.exchange_declare(
+        exchange=exchange,
+        exchange_type="topic",
+        durable=options.amqp_durable_queues,
+        auto_delete=options.amqp_auto_delete,
+    )
+
+
+def declare_fanout_exchange(channel: Any, topic: str) -> str:
+    """``<topic>_fanout``: fanout, not durable, auto-delete (never prefixed by the exchange)."""
+    name = fanout_exchange_name(topic)
+    channel.exchange_declare(exchange=name, exchange_type="fanout", durable=False, auto_delete=True)
+    return name
+
+
+def declare_topic_queue(channel: Any, options: RabbitOptions, exchange: str, name: str) -> str:
+    """A shared ``<topic>`` or per-server ``<topic>.<server>`` queue, bound with its own name."""
+    channel.queue_declare(
+        queue=name,
+        durable=options.amqp_durable_queues,
+        auto_delete=options.amqp_auto_delete,
+        exclusive=False,
+    )
+    channel.queue_bind(queue=name, exchange=exchange, routing_key=name)
+    return name
+
+
+def declare_fanout_queue(
+    channel: Any, options: RabbitOptions, topic: str, *, name: str | None = None
+) -> str:
+    """This process's ``<topic>_fanout_<uuidhex>`` queue with x-expires, bound to the fanout."""
+    exchange = declare_fanout_exchange(channel, topic)
+    name = name or f"{topic}_fanout_{uuid.uuid4().hex}"
+    channel.queue_declare(
+        queue=name,
+        durable=False,
+        auto_delete=False,
+        exclusive=False,
+        arguments=_expires_arguments(options),
+    )
+    channel.queue_bind(queue=name, exchange=exchange, routing_key=topic)
+    return name
+
+
+def declare_reply_queue(
+    channel: Any, options: RabbitOptions, *, exclusive: bool = False, name: str | None = None
+) -> str:
+    """A ``reply_<uuidhex>`` queue as oslo declares it (x-expires); ``exclusive`` makes it
+    exclusive and auto-delete, so a one-shot process leaves nothing behind."""
+    name = name or f"reply_{uuid.uuid4().hex}"
+    channel.queue_declare(
+        queue=name,
+        durable=False,
+        auto_delete=exclusive,
+        exclusive=exclusive,
+        arguments=_expires_arguments(options),
+    )
+    return name
