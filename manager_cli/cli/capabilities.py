@@ -51,7 +51,10 @@ def gather(name: str, **kwargs: Any) -> None:
         {"service": manager.service_name, "host": manager.host, **flatten(item)}
         for item in manager.last_capabilities or []
     ]
-    render_list(rows, ["service", "host"], output)
+    columns = ["service", "host"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    render_list(rows, columns, output)
     failed = [run.task for run in runs if run.outcome == "failed"]
     if failed:
         raise TaskFailedError(f"periodic task {', '.join(failed)} failed while gathering")
