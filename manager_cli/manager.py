@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import UnknownNameError
-from .periodic import PeriodicTasks, task_specs
+from .periodic import PeriodicTasks, periodic_task, task_specs
 from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
 
 LOG = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class SchedulerDependentManager(Manager):
             capabilities = [capabilities]
         self.last_capabilities = capabilities
 
+    @periodic_task
     def publish_service_capabilities(self, context: Any) -> None:
         """Send the remembered capabilities to the scheduler (a fanout cast), if any.
 

@@ -186,7 +186,11 @@ def test_managers_show_json():
     names = {method["name"] for method in data["rpc_methods"]}
     assert {"echo", "get_facts", "publish_service_capabilities"} <= names
     assert "init_host" not in names
-    assert [task["name"] for task in data["periodic_tasks"]][:2] == ["gather_cpu", "gather_memory"]
+    assert [task["name"] for task in data["periodic_tasks"]][:3] == [
+        "publish_service_capabilities",
+        "gather_cpu",
+        "gather_memory",
+    ]
     assert [hook["hook"] for hook in data["hooks"]] == [
         "init_host",
         "pre_start_hook",
@@ -235,6 +239,7 @@ def test_run_periodic_json_every_task_ok():
     assert result.returncode == 0, result.stderr
     runs = json.loads(result.stdout)
     assert [run_["task"] for run_ in runs] == [
+        "publish_service_capabilities",
         "gather_cpu",
         "gather_memory",
         "gather_disk",

@@ -507,7 +507,16 @@ def test_describe_leaves_out_framework_methods(hostinfo_description):
 
 def test_describe_lists_periodic_tasks_with_spacing(hostinfo_description):
     tasks = {task["name"]: task for task in hostinfo_description["periodic_tasks"]}
-    assert list(tasks) == ["gather_cpu", "gather_memory", "gather_disk", "gather_system"]
+    # The inherited publishing task comes first (base classes first), as in nova.
+    assert list(tasks) == [
+        "publish_service_capabilities",
+        "gather_cpu",
+        "gather_memory",
+        "gather_disk",
+        "gather_system",
+    ]
+    assert tasks["publish_service_capabilities"]["spacing"] == 60
+    assert tasks["publish_service_capabilities"]["run_immediately"] is False
     assert tasks["gather_cpu"]["spacing"] == 10
     assert tasks["gather_memory"]["spacing"] == 30
     assert tasks["gather_disk"]["run_immediately"] is True
