@@ -23,6 +23,7 @@ from .complete import (
     complete_topics,
 )
 from .output import OutputOptions, output_options, render_list, render_one
+from .progress import waiting
 
 ANY_HOST = "-"
 # How long a broadcast (ping --all) gathers answers when neither --timeout nor --expect says.
@@ -175,17 +176,18 @@ def call(
             return
         client.check_consumers = not wait_for_consumer
         try:
-            result = client.call(
-                get_admin_context(),
-                method,
-                topic=topic,
-                server=server,
-                args=args,
-                version=api_version,
-                namespace=namespace,
-                exchange=exchange,
-                timeout=timeout,
-            )
+            with waiting(f"waiting for {method} on {topic}.{host}"):
+                result = client.call(
+                    get_admin_context(),
+                    method,
+                    topic=topic,
+                    server=server,
+                    args=args,
+                    version=api_version,
+                    namespace=namespace,
+                    exchange=exchange,
+                    timeout=timeout,
+                )
         except Exception as exc:
             raise _as_remote_error(exc) from None
     _render_result(result, output)
@@ -230,17 +232,18 @@ def ping(
         if not ping_all:
             started = time.monotonic()
             try:
-                result = client.call(
-                    get_admin_context(),
-                    "ping",
-                    topic=topic,
-                    server=host,
-                    args={"arg": None},
-                    version=api_version or BASE_API_VERSION,
-                    namespace=namespace,
-                    exchange=exchange,
-                    timeout=timeout,
-                )
+                with waiting(f"pinging {topic}.{host}"):
+                    result = client.call(
+                        get_admin_context(),
+                        "ping",
+                        topic=topic,
+                        server=host,
+                        args={"arg": None},
+                        version=api_version or BASE_API_VERSION,
+                        namespace=namespace,
+                        exchange=exchange,
+                        timeout=timeout,
+                    )
             except Exception as exc:
                 raise _as_remote_error(exc) from None
             rtt = (time.monotonic() - started) * 1000
@@ -260,17 +263,18 @@ def ping(
             answered = {_reply_host(reply) for reply in replies}
             return all(host in answered for host in wanted_hosts)
 
-        replies = client.broadcast_call(
-            get_admin_context(),
-            "ping",
-            topic=topic,
-            args={"arg": None},
-            version=BASE_API_VERSION,
-            namespace=namespace,
-            timeout=timeout or DEFAULT_GATHER_TIMEOUT,
-            expect=None if wanted_hosts else expected,
-            stop_when=all_wanted_answered if wanted_hosts else None,
-        )
+        with waiting(f"gathering answers from every server of {topic}"):
+            replies = client.broadcast_call(
+                get_admin_context(),
+                "ping",
+                topic=topic,
+                args={"arg": None},
+                version=BASE_API_VERSION,
+                namespace=namespace,
+                timeout=timeout or DEFAULT_GATHER_TIMEOUT,
+                expect=None if wanted_hosts else expected,
+                stop_when=all_wanted_answered if wanted_hosts else None,
+            )
     rows = []
     for reply in replies:
         result = reply.result if isinstance(reply.result, dict) else {}
