@@ -31,7 +31,15 @@ def load_manager(name: str, host: str | None = None) -> tuple[str, Any]:
     cls = load_manager_class(name)
     shown, _ = resolve_name(name)
     settings = app_state().settings
-    manager = cls(host=host or settings.host, service_name=shown, settings=settings)
+    try:
+        manager = cls(host=host or settings.host, service_name=shown, settings=settings)
+    except Exception as exc:
+        from ..errors import ManagerLoadError
+
+        raise ManagerLoadError(
+            f"manager {shown!r} failed to start: {type(exc).__name__}: {exc}",
+            hint="check its constructor and configuration (--debug shows the traceback)",
+        ) from exc
     return topic_for(name, cls), manager
 
 
