@@ -1,8 +1,15 @@
 """Run a manager as a service: start order, RPC consumers, periodic timer, heartbeat, stop.
 
-Start order (SEED.md): ``init_host`` -> service record -> ``pre_start_hook`` -> consumers on
-TOPIC, TOPIC.HOST and the TOPIC fanout -> ``post_start_hook`` -> periodic timer and state report.
-Stop: stop consuming, let in-flight calls finish within a graceful timeout, then return.
+Start order (SEED.md): ``init_host`` -> service record (announced to the scheduler) ->
+``pre_start_hook`` -> consumers on TOPIC, TOPIC.HOST and the TOPIC fanout -> ``post_start_hook``
+-> the periodic-task timer and the state-report (heartbeat) timer. Stop: stop consuming, let
+in-flight calls finish within a graceful timeout, then return.
+
+The broker may go away while a service runs. The RPC server reconnects on its own (with backoff,
+across the hosts of the URL). The periodic timer never needs the broker, so tasks keep running.
+What the service itself sends (state reports, capabilities) goes through a :class:`BrokerPublisher`
+that never raises: a failed send is one log line, and the next interval tries again on a new
+connection.
 """
 
 from __future__ import annotations
@@ -12,23 +19,43 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import __version__
 from .context import get_admin_context
-from .manager import HOOKS, HookRun, Manager, SchedulerDependentManager, run_hook
+from .errors import ManagerCtlError, TaskFailedError
+from .manager import SCHEDULER_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
 from .rpc.dispatcher import Target
+
+__all__ = [
+    "CONTROL_API_VERSION",
+    "CONTROL_NAMESPACE",
+    "REPORT_METHOD",
+    "BrokerPublisher",
+    "ControlEndpoint",
+    "Service",
+    "ServiceRecord",
+]
 
 LOG = logging.getLogger(__name__)
 
 CONTROL_NAMESPACE = "managerctl"
 CONTROL_API_VERSION = "1.0"
+# The fanout cast a service sends every report_interval; the collector stores what it carries.
+REPORT_METHOD = "report_service_state"
+# Shortest sleep of the periodic timer, so a task with a tiny spacing cannot spin a core.
+MIN_PERIODIC_SLEEP = 0.1
+# How often a service whose reports were turned off by a reload looks at the option again.
+DEFAULT_REPORT_PAUSE = 60.0
+# Options a SIGHUP cannot change in a running service (they shape its connection and queues).
+RESTART_OPTIONS = ("transport_url", "control_exchange", "host", "periodic_enable")
 
 
 @dataclass
 class ServiceRecord:
-    """What a service announces about itself."""
+    """What a service announces about itself, and what its state reports carry."""
 
     service: str
     host: str
@@ -36,52 +63,162 @@ class ServiceRecord:
     version: str
     started: float
     pid: int
+    status: str = "starting"  # starting, running, stopping, stopped
+    updated_at: float | None = None
+    report_count: int = 0
     hooks: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_report(self) -> dict[str, Any]:
+        """The record as the heartbeat sends it (the hooks stay home: ask get_service)."""
+        report = asdict(self)
+        del report["hooks"]
+        return report
 
 
 class ControlEndpoint:
-    """Remote control of a served manager, in its own namespace so oslo peers never see it."""
+    """Remote control of a served manager, in its own namespace so oslo peers never see it.
+
+    Every row carries ``host`` and ``service``, so the answers of a broadcast call (which carry no
+    server identity on the wire) can be told apart.
+    """
 
     target = Target(namespace=CONTROL_NAMESPACE, version=CONTROL_API_VERSION)
 
     def __init__(self, service: Service) -> None:
         self._service = service
 
+    def _identity(self) -> dict[str, Any]:
+        manager = self._service.manager
+        return {"host": manager.host, "service": manager.service_name}
+
     def list_periodic_tasks(self, context: Any) -> list[dict[str, Any]]:
         """Each task with spacing, last run, last outcome and error, next due."""
         with self._service.periodic_lock:
-            return self._service.manager.periodic_task_info()
+            tasks = self._service.manager.periodic_task_info()
+        return [{**self._identity(), **task} for task in tasks]
 
-    def run_periodic_task(self, context: Any, task: str | list[str] | None = None) -> list[dict]:
+    def run_periodic_task(
+        self, context: Any, task: str | list[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Run one task, several, or all (task=None) now, without shifting their schedule."""
         names = [task] if isinstance(task, str) else task
         with self._service.periodic_lock:
             runs = self._service.manager.run_tasks_now(context, names)
-        return [asdict(run) for run in runs]
+        return [{**self._identity(), **asdict(run)} for run in runs]
 
-    def get_capabilities(self, context: Any) -> Any:
+    def get_capabilities(self, context: Any) -> dict[str, Any]:
         """The capabilities the manager would publish next (null for a plain Manager)."""
-        return getattr(self._service.manager, "last_capabilities", None)
+        capabilities = getattr(self._service.manager, "last_capabilities", None)
+        return {**self._identity(), "capabilities": capabilities}
 
     def get_service(self, context: Any) -> dict[str, Any]:
         """The service record, including the hooks that ran and how they ended."""
-        return asdict(self._service.record) if self._service.record else {}
+        record = self._service.record
+        return asdict(record) if record is not None else self._identity()
+
+    def list_hooks(self, context: Any) -> list[dict[str, Any]]:
+        """The lifecycle hooks that ran, in the order they ran, with their outcome."""
+        return [{**self._identity(), **asdict(run)} for run in self._service.hook_runs]
 
 
-class _LockedPublisher:
-    """Fanout casts from several threads through one client (pika is not thread-safe)."""
+class BrokerPublisher:
+    """Fanout casts that survive the broker going away: never raises, one log line a failure.
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    One client serves every thread (its lock serialises them). After a failure the client is
+    dropped and the next send opens a new connection, so a restarted broker, or another host of a
+    multi-host URL, is picked up at the next interval.
+    """
+
+    def __init__(self, client_factory: Callable[[], Any]) -> None:
+        self._client_factory = client_factory
+        self._client: Any = None
         self._lock = threading.Lock()
+        self._failing = False
+        self.failures = 0
 
-    def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> None:
+    def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> bool:
+        """Send ``method(**args)`` to every server of ``topic``; False (logged) if it failed.
+
+        Nobody listening is not a failure: the client declares the fanout exchange first.
+        """
         with self._lock:
-            self._client.cast(context, method, topic=topic, fanout=True, args=args)
+            try:
+                if self._client is None:
+                    self._client = self._client_factory()
+                self._client.cast(context, method, topic=topic, fanout=True, args=args)
+            except Exception as exc:
+                self.failures += 1
+                self._failing = True
+                self._discard_client()
+                LOG.warning(
+                    "cannot send %s to %s (%s); trying again at the next interval",
+                    method,
+                    topic,
+                    _one_line(exc),
+                )
+                return False
+            if self._failing:
+                self._failing = False
+                LOG.info("the broker is reachable again: %s to %s sent", method, topic)
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard_client()
+
+    def _discard_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.close()
+        except Exception as exc:  # a dead connection may fail to close: it is gone either way
+            LOG.debug("closing the publisher's client: %s", _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    from .redact import mask_url_passwords
+
+    # A ManagerCtlError's hint is for a person at a prompt, not for a service log.
+    text = exc.message if isinstance(exc, ManagerCtlError) else str(exc)
+    text = text.splitlines()[0] if text else ""
+    return mask_url_passwords(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _default_server_factory(settings: Any) -> Callable[..., Any]:
+    def build(**kwargs: Any) -> Any:
+        from .config import rabbit_options
+        from .rpc.server import RPCServer
+        from .rpc.transport import RabbitOptions
+
+        return RPCServer(
+            settings.transport_url, options=RabbitOptions(**rabbit_options(settings)), **kwargs
+        )
+
+    return build
+
+
+def _default_client_factory(settings: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        from .config import rabbit_options
+        from .rpc.client import RPCClient
+        from .rpc.transport import RabbitOptions
+
+        return RPCClient(
+            settings.transport_url,
+            options=RabbitOptions(**rabbit_options(settings)),
+            timeout=settings.rpc_response_timeout,
+        )
+
+    return build
 
 
 class Service:
-    """A manager served over RPC, with its periodic timer."""
+    """A manager served over RPC, with its periodic timer and its state reports.
+
+    ``server_factory(topic=, server=, dispatcher=)`` and ``client_factory()`` build the RPC server
+    and the publishing client; the defaults use the settings' transport URL (tests pass fakes).
+    """
 
     def __init__(
         self,
@@ -90,6 +227,9 @@ class Service:
         topic: str,
         settings: Any,
         graceful_timeout: float = 30.0,
+        server_factory: Callable[..., Any] | None = None,
+        client_factory: Callable[[], Any] | None = None,
+        randint: Callable[[int, int], int] = random.randint,
     ) -> None:
         self.manager = manager
         self.topic = topic
@@ -97,114 +237,207 @@ class Service:
         self.graceful_timeout = graceful_timeout
         self.record: ServiceRecord | None = None
         self.hook_runs: list[HookRun] = []
+        # Held while tasks run, by the timer or on demand, so two runs never overlap.
         self.periodic_lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self.publisher = BrokerPublisher(client_factory or _default_client_factory(settings))
+        self._server_factory = server_factory or _default_server_factory(settings)
+        self._randint = randint
         self._server: Any = None
-        self._client: Any = None
+        self._stopping = threading.Event()
+        self._wakers: list[threading.Event] = []
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
 
-    # -- start -------------------------------------------------------------------
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the hooks and start consuming, in seed order; returns once the timers run.
+
+        Raises TaskFailedError when a hook fails (the later steps do not happen), and the
+        transport's errors when the broker cannot be used.
+        """
+        manager = self.manager
+        LOG.info(
+            "Starting %s node (version %s) on topic %s as host %s",
+            manager.service_name,
+            __version__,
+            self.topic,
+            manager.host,
+        )
+        self._hook("init_host")
+        self.record = ServiceRecord(
+            service=manager.service_name,
+            host=manager.host,
+            topic=self.topic,
+            version=__version__,
+            started=time.time(),
+            pid=os.getpid(),
+            hooks=[asdict(run) for run in self.hook_runs],
+        )
+        LOG.info("service record of %s on %s created", manager.service_name, manager.host)
+        if self._reports_enabled():
+            self.report_state()
+        self._hook("pre_start_hook")
+        if isinstance(manager, SchedulerDependentManager):
+            manager.publisher = self.publisher
+        dispatcher = manager.create_rpc_dispatcher(
+            backdoor_port=manager.backdoor_port, additional_apis=[ControlEndpoint(self)]
+        )
+        server = self._server_factory(topic=self.topic, server=manager.host, dispatcher=dispatcher)
+        server.start()
+        self._server = server
+        LOG.info("consuming %s", ", ".join(getattr(server, "queues", None) or [self.topic]))
+        try:
+            self._hook("post_start_hook")
+        except TaskFailedError:
+            self._server = None
+            server.stop(graceful_timeout=self.graceful_timeout)
+            raise
+        self.record.status = "running"
+        if self.settings.periodic_enable:
+            self._spawn(self._periodic_loop, "periodic-tasks")
+        else:
+            LOG.info("periodic tasks are disabled (periodic_enable is false)")
+        # Spawned even with report_interval 0, so that a reload can turn the reports on.
+        self._spawn(self._report_loop, "state-report")
+        if not self._reports_enabled():
+            LOG.info("state reports are disabled (report_interval is 0)")
 
     def _hook(self, hook: str) -> None:
         run = run_hook(self.manager, hook)
         self.hook_runs.append(run)
         if self.record is not None:
             self.record.hooks = [asdict(r) for r in self.hook_runs]
-        LOG.info("hook %s: %s%s", hook, run.outcome, f" ({run.error})" if run.error else "")
         if run.outcome != "ok":
-            raise RuntimeError(f"{hook} failed: {run.error}")
+            LOG.error("%s failed: %s; not starting", hook, run.error)
+            raise TaskFailedError(f"{hook} of {self.manager.service_name} failed: {run.error}")
+        LOG.info("%s done in %.3fs", hook, run.duration)
 
-    def start(self) -> None:
-        from .config import rabbit_options
-        from .rpc.client import RPCClient
-        from .rpc.server import RPCServer
-        from .rpc.transport import RabbitOptions, parse_transport_url
-
-        url = parse_transport_url(self.settings.transport_url)
-        options = RabbitOptions(**rabbit_options(self.settings))
-        self._hook(HOOKS[0])
-        self.record = ServiceRecord(
-            service=self.manager.service_name,
-            host=self.manager.host,
-            topic=self.topic,
-            version=__version__,
-            started=time.time(),
-            pid=os.getpid(),
-            hooks=[asdict(r) for r in self.hook_runs],
-        )
-        self._hook(HOOKS[1])
-        if isinstance(self.manager, SchedulerDependentManager):
-            self._client = RPCClient(url, options=options)
-            self.manager.publisher = _LockedPublisher(self._client)
-        dispatcher = self.manager.create_rpc_dispatcher(
-            backdoor_port=self.manager.backdoor_port, additional_apis=[ControlEndpoint(self)]
-        )
-        self._server = RPCServer(
-            url, topic=self.topic, server=self.manager.host, dispatcher=dispatcher, options=options
-        )
-        self._server.start()
-        LOG.info(
-            "serving %s on topic %s (host %s) at %s",
-            self.manager.service_name,
-            self.topic,
-            self.manager.host,
-            url.masked(),
-        )
-        self._hook(HOOKS[2])
-        if self.settings.periodic_enable:
-            self._spawn(self._periodic_loop, "periodic")
-
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Callable[[threading.Event], None], name: str) -> None:
+        waker = threading.Event()
+        self._wakers.append(waker)
+        thread = threading.Thread(target=target, args=(waker,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    # -- timers ------------------------------------------------------------------
+    def _sleep(self, waker: threading.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (cut short by a stop or a reload); True when stopping."""
+        waker.wait(max(0.0, seconds))
+        waker.clear()
+        return self._stopping.is_set()
 
-    def _periodic_loop(self) -> None:
+    # -- timers --------------------------------------------------------------------------------
+
+    def _periodic_loop(self, waker: threading.Event) -> None:
         fuzzy = int(self.settings.periodic_fuzzy_delay or 0)
-        delay = random.randint(0, fuzzy) if fuzzy > 0 else 0
-        if self._stopping.wait(delay):
+        delay = self._randint(0, fuzzy) if fuzzy > 0 else 0
+        LOG.info(
+            "periodic tasks start in %ds, then at most every %ss",
+            delay,
+            self.settings.periodic_interval_max or "-",
+        )
+        if delay and self._sleep(waker, delay):
             return
-        context = get_admin_context()
         while not self._stopping.is_set():
-            try:
-                with self.periodic_lock:
-                    idle = self.manager.periodic_tasks(context)
-            except Exception:
-                # An error escaping the runner must never stop the timer.
-                LOG.exception("periodic task runner failed")
-                idle = 1.0
-            interval_max = self.settings.periodic_interval_max
-            if interval_max:
-                idle = min(idle, interval_max)
-            self._stopping.wait(max(idle, 0.1))
+            idle = self.run_periodic_tasks()
+            if self._sleep(waker, idle):
+                return
 
-    # -- stop --------------------------------------------------------------------
+    def run_periodic_tasks(self) -> float:
+        """One pass of the timer: run what is due; the seconds to sleep before the next pass."""
+        try:
+            with self.periodic_lock:
+                idle = float(self.manager.periodic_tasks(get_admin_context()))
+        except Exception:
+            # The runner records and logs a task's error itself; this is anything else. It must
+            # never stop the timer.
+            LOG.exception("the periodic task runner failed")
+            idle = 1.0
+        interval_max = self.settings.periodic_interval_max
+        if interval_max and interval_max > 0:
+            idle = min(idle, float(interval_max))
+        return max(idle, MIN_PERIODIC_SLEEP)
 
-    def stop(self) -> None:
-        """Stop consuming, let in-flight calls finish (graceful timeout), then close."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.stop(graceful_timeout=self.graceful_timeout)
-        for thread in self._threads:
-            thread.join(timeout=self.graceful_timeout)
-        if self._client is not None:
-            self._client.close()
-        LOG.info("stopped %s on %s", self.manager.service_name, self.manager.host)
+    def _report_loop(self, waker: threading.Event) -> None:
+        while True:
+            # Read each time: a reload may change the interval (0 pauses the reports).
+            interval = float(self.settings.report_interval or 0)
+            if self._sleep(waker, interval if interval > 0 else DEFAULT_REPORT_PAUSE):
+                return
+            if self._reports_enabled():
+                self.report_state()
+
+    def _reports_enabled(self) -> bool:
+        return float(self.settings.report_interval or 0) > 0
+
+    def report_state(self) -> bool:
+        """Send one state report (heartbeat) to the scheduler; False (logged) if it failed."""
+        record = self.record
+        if record is None:
+            return False
+        record.updated_at = time.time()
+        record.report_count += 1
+        return self.publisher.fanout_cast(
+            get_admin_context(), SCHEDULER_TOPIC, REPORT_METHOD, {"service": record.state_report()}
+        )
+
+    # -- stop ------------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Ask wait() to return (safe from a signal handler)."""
+        """Ask wait() to return and the timers to end (safe from a signal handler)."""
         self._stopping.set()
+        for waker in self._wakers:
+            waker.set()
 
     def wait(self) -> None:
-        """Block until stop() is called."""
+        """Block until request_stop() is called."""
         while not self._stopping.wait(0.5):
             pass
 
+    def stop(self) -> None:
+        """Stop consuming, let in-flight calls finish (graceful timeout), then close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.request_stop()
+        if self.record is not None:
+            self.record.status = "stopping"
+        if self._server is not None:
+            LOG.info(
+                "stopping consumers; in-flight calls have %gs to finish", self.graceful_timeout
+            )
+            self._server.stop(graceful_timeout=self.graceful_timeout)
+        deadline = time.monotonic() + self.graceful_timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                LOG.warning("%s is still running a task; leaving it behind", thread.name)
+        if self.record is not None:
+            # A last report, so the collector can show the service down at once instead of
+            # after service_down_time.
+            self.record.status = "stopped"
+            if self.record.report_count and self._reports_enabled():
+                self.report_state()
+        self.publisher.close()
+        LOG.info("stopped %s on %s", self.manager.service_name, self.manager.host)
+
+    # -- reload ------------------------------------------------------------------------------------
+
     def reload(self, settings: Any) -> None:
-        """Apply re-read configuration (SIGHUP) to what can change while running."""
+        """Apply re-read configuration (SIGHUP): intervals and task options change at once;
+        the connection, the host and the queues need a restart."""
+        needs_restart = [
+            name
+            for name in RESTART_OPTIONS
+            if getattr(settings, name, None) != getattr(self.settings, name, None)
+        ]
         self.settings = settings
         self.manager.settings = settings
         self.manager.run_external_periodic_tasks = settings.run_external_periodic_tasks
-        LOG.info("configuration reloaded from %s", ", ".join(settings.config_files) or "defaults")
+        for waker in self._wakers:
+            waker.set()  # the timers pick the new intervals up now, not after the old sleep
+        LOG.info(
+            "configuration reloaded from %s", ", ".join(settings.config_files) or "the defaults"
+        )
+        if needs_restart:
+            LOG.warning("changed options need a restart to apply: %s", ", ".join(needs_restart))

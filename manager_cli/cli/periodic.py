@@ -1,19 +1,307 @@
-"""``managerctl periodic list NAME`` and ``managerctl run-periodic NAME``."""
+"""``managerctl periodic list NAME`` and ``managerctl run-periodic NAME``: in this process, or on
+running services through their control endpoint (namespace ``managerctl``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from ..errors import TaskFailedError
+from ..errors import (
+    ManagerCtlError,
+    PartialResultError,
+    RemoteError,
+    TaskFailedError,
+    UnavailableError,
+    UnknownNameError,
+)
 from .common import load_manager, manager_name_argument, output_from
-from .complete import complete_task_names
+from .complete import complete_hosts, complete_task_names, complete_topics
 from .output import output_options, render_list
 
 TASK_COLUMNS = ["name", "spacing", "run_immediately", "external_process_ok", "next_due_in"]
+REMOTE_TASK_COLUMNS = ["name", "spacing", "last_run", "last_outcome", "last_error", "next_due_in"]
 RUN_COLUMNS = ["task", "outcome", "duration", "error", "reason"]
+
+
+# ---------------------------------------------------------------------------
+# Options shared by the two commands
+
+
+def _remote_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    decorators = [
+        click.option(
+            "--host",
+            metavar="HOST",
+            help="Ask the service running on HOST (over RPC) instead of this process.",
+            shell_complete=complete_hosts,
+        ),
+        click.option(
+            "--all-hosts",
+            is_flag=True,
+            help="Ask every service of the topic and gather the answers (a host column).",
+        ),
+        click.option(
+            "--topic",
+            metavar="TOPIC",
+            help="The services' RPC topic (default: the manager's).",
+            shell_complete=complete_topics,
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Reply timeout; with --all-hosts, how long to gather answers (default: "
+            "rpc_response_timeout, or 5 s with --all-hosts and neither --expect option).",
+        ),
+        click.option(
+            "--expect",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="With --all-hosts: stop gathering after N answers; fewer is exit 3.",
+        ),
+        click.option(
+            "--expect-hosts",
+            metavar="H1,H2",
+            help="With --all-hosts: the hosts that must answer; missing ones are listed (exit 3).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+@dataclass
+class Remote:
+    """Where a command runs: here (host and all_hosts unset), on one host, or on all of them."""
+
+    host: str | None = None
+    all_hosts: bool = False
+    topic: str | None = None
+    timeout: float | None = None
+    expect: int | None = None
+    expect_hosts: list[str] = field(default_factory=list)
+
+    @property
+    def local(self) -> bool:
+        return self.host is None and not self.all_hosts
+
+
+def _remote_from(kwargs: dict[str, Any]) -> Remote:
+    remote = Remote(
+        host=kwargs.pop("host"),
+        all_hosts=kwargs.pop("all_hosts"),
+        topic=kwargs.pop("topic"),
+        timeout=kwargs.pop("timeout"),
+        expect=kwargs.pop("expect"),
+        expect_hosts=[
+            h.strip() for h in (kwargs.pop("expect_hosts") or "").split(",") if h.strip()
+        ],
+    )
+    if remote.host is not None and remote.all_hosts:
+        raise click.UsageError("give --host or --all-hosts, not both")
+    if (remote.expect is not None or remote.expect_hosts) and not remote.all_hosts:
+        raise click.UsageError("--expect and --expect-hosts need --all-hosts")
+    if remote.local and (remote.topic or remote.timeout is not None):
+        raise click.UsageError("--topic and --timeout need --host or --all-hosts")
+    return remote
+
+
+# ---------------------------------------------------------------------------
+# Talking to the control endpoint
+
+
+def _topic(name: str, remote: Remote) -> str:
+    from ..loader import load_manager_class, topic_for
+
+    cls = load_manager_class(name)  # also checks the name: exit 2 unknown, 78 broken
+    return remote.topic or topic_for(name, cls)
+
+
+def _control_failure(exc: BaseException, where: str) -> ManagerCtlError:
+    """A remote failure as the error this CLI reports (exit code included)."""
+    from .rpc import _as_remote_error
+
+    if isinstance(exc, RemoteError):
+        if exc.exc_type == "UnknownNameError":
+            return UnknownNameError(f"{where}: {exc.value}")
+        if exc.exc_type in ("NoSuchMethod", "UnsupportedVersion"):
+            return RemoteError(
+                exc.exc_type,
+                f"{where} does not answer the managerctl control namespace ({exc.value})",
+                exc.traceback,
+            )
+    return _as_remote_error(exc)
+
+
+def _call(method: str, args: dict[str, Any], name: str, remote: Remote) -> list[dict[str, Any]]:
+    """Call a control method on one host; its rows."""
+    from ..context import get_admin_context
+    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from .rpc import _settings_and_client
+
+    topic = _topic(name, remote)
+    _, client = _settings_and_client(remote.timeout)
+    with client:
+        try:
+            rows = client.call(
+                get_admin_context(),
+                method,
+                topic=topic,
+                server=remote.host,
+                args=args,
+                namespace=CONTROL_NAMESPACE,
+                version=CONTROL_API_VERSION,
+                timeout=remote.timeout,
+            )
+        except Exception as exc:
+            raise _control_failure(exc, f"{topic} on {remote.host}") from None
+    return list(rows or [])
+
+
+@dataclass
+class Gathered:
+    """What a broadcast to every service of a topic brought back."""
+
+    topic: str
+    rows: list[dict[str, Any]]
+    failures: list[ManagerCtlError]
+    answered: int
+    expected: int | None
+    missing: list[str]
+
+    def check(self) -> None:
+        """Exit 69 when nobody answered, 3 when an expected host is missing."""
+        if self.answered == 0:
+            raise UnavailableError(
+                f"no service of topic {self.topic} answered within the timeout",
+                hint="is it served by `managerctl serve`, and are --topic and the exchange right?",
+            )
+        if self.missing:
+            raise PartialResultError(
+                f"{self.answered} services answered; missing: {', '.join(self.missing)}"
+            )
+        if self.expected is not None and self.answered < self.expected:
+            raise PartialResultError(
+                f"{self.answered} of {self.expected} expected services answered"
+            )
+
+
+def _reply_host(result: Any) -> str | None:
+    if isinstance(result, list) and result and isinstance(result[0], dict):
+        host = result[0].get("host")
+        return str(host) if host is not None else None
+    return None
+
+
+def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> Gathered:
+    """Call a control method on every service of the topic and gather the rows.
+
+    A reply carries no server identity on the wire: the host comes from the rows (every row of
+    the control endpoint names its host). A service with nothing to list answers anonymously.
+    """
+    from ..context import get_admin_context
+    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from .rpc import DEFAULT_GATHER_TIMEOUT, _settings_and_client
+
+    topic = _topic(name, remote)
+    settings, client = _settings_and_client(remote.timeout)
+    wanted = remote.expect_hosts
+    if remote.timeout is not None:
+        timeout = remote.timeout
+    elif wanted or remote.expect:
+        timeout = float(settings.rpc_response_timeout)  # it ends as soon as they answered
+    else:
+        timeout = DEFAULT_GATHER_TIMEOUT
+
+    def all_wanted_answered(replies: list[Any]) -> bool:
+        answered = {_reply_host(reply.result) for reply in replies}
+        return all(host in answered for host in wanted)
+
+    with client:
+        replies = client.broadcast_call(
+            get_admin_context(),
+            method,
+            topic=topic,
+            args=args,
+            namespace=CONTROL_NAMESPACE,
+            version=CONTROL_API_VERSION,
+            timeout=timeout,
+            expect=None if wanted else remote.expect,
+            stop_when=all_wanted_answered if wanted else None,
+        )
+    rows: list[dict[str, Any]] = []
+    failures: list[ManagerCtlError] = []
+    hosts: set[str] = set()
+    for reply in replies:
+        if reply.failure is not None:
+            failures.append(_control_failure(reply.failure, f"a service of {topic}"))
+            continue
+        host = _reply_host(reply.result)
+        if host is not None:
+            hosts.add(host)
+        rows.extend(row for row in reply.result or [] if isinstance(row, dict))
+    return Gathered(
+        topic=topic,
+        rows=rows,
+        failures=failures,
+        answered=len(replies),
+        expected=len(wanted) if wanted else remote.expect,
+        missing=sorted(set(wanted) - hosts),
+    )
+
+
+def _raise_first_failure(gathered: Gathered) -> None:
+    if not gathered.failures:
+        return
+    if all(isinstance(exc, UnknownNameError) for exc in gathered.failures):
+        raise gathered.failures[0]
+    raise TaskFailedError(
+        f"{len(gathered.failures)} service(s) raised: {gathered.failures[0]}",
+        hint="rerun with --host for one of them",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Presentation
+
+
+def _timestamp(value: Any) -> Any:
+    """Epoch seconds as ISO 8601 in UTC (what services list shows too); other values as given."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    return value
+
+
+def _rounded(value: Any, digits: int) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _task_row(task: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **task,
+        "last_run": _timestamp(task.get("last_run")),
+        "next_due_in": _rounded(task.get("next_due_in"), 1),
+    }
+
+
+def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **run,
+        "started": _timestamp(run.get("started")),
+        "duration": _rounded(run.get("duration"), 3),
+    }
+
+
+def _with_host(columns: list[str], remote: Remote) -> list[str]:
+    return ["host", *columns] if remote.all_hosts else columns
+
+
+# ---------------------------------------------------------------------------
+# Commands
 
 
 @click.group()
@@ -23,15 +311,37 @@ def periodic() -> None:
 
 @periodic.command("list")
 @manager_name_argument
+@_remote_options
 @output_options
 def list_tasks(name: str, **kwargs: Any) -> None:
     """List the periodic tasks of manager NAME with spacing and when each is next due.
 
-    In-process, the schedule is the one a service would have right after it starts.
+    In-process, the schedule is the one a service would have right after it starts. With
+    --host, the running service's view: last run, its outcome and error, next due. With
+    --all-hosts, every service of the topic (exit 3 when an expected host did not answer,
+    69 when none did).
+
+    \b
+    Examples:
+      managerctl periodic list hostinfo
+      managerctl periodic list hostinfo --host web01
+      managerctl periodic list hostinfo --all-hosts --expect-hosts web01,web02
     """
     output = output_from(kwargs)
-    _, manager = load_manager(name)
-    render_list(manager.periodic_task_info(), TASK_COLUMNS, output)
+    remote = _remote_from(kwargs)
+    if remote.local:
+        _, manager = load_manager(name)
+        render_list(manager.periodic_task_info(), TASK_COLUMNS, output)
+        return
+    columns = _with_host(REMOTE_TASK_COLUMNS, remote)
+    if remote.host is not None:
+        tasks = _call("list_periodic_tasks", {}, name, remote)
+        render_list([_task_row(task) for task in tasks], columns, output)
+        return
+    gathered = _broadcast("list_periodic_tasks", {}, name, remote)
+    render_list([_task_row(task) for task in gathered.rows], columns, output)
+    gathered.check()
+    _raise_first_failure(gathered)
 
 
 @click.command("run-periodic")
@@ -46,22 +356,46 @@ def list_tasks(name: str, **kwargs: Any) -> None:
     shell_complete=complete_task_names,
 )
 @click.option("--all", "run_all", is_flag=True, help="Run every task (the default).")
+@_remote_options
 @output_options
 def run_periodic(name: str, tasks: tuple[str, ...], run_all: bool, **kwargs: Any) -> None:
-    """Run the periodic tasks of manager NAME now, once, in this process.
+    """Run the periodic tasks of manager NAME now, once: in this process, or on the running
+    service of --host (or of every host, --all-hosts) without shifting their schedule.
 
-    Exit 1 when a task raised; exit 2 for an unknown task name.
+    Prints each task's outcome. Exit 1 when a task raised; exit 2 for an unknown task name;
+    with --all-hosts, exit 3 when an expected host did not answer, 69 when none did.
+
+    \b
+    Examples:
+      managerctl run-periodic hostinfo --task gather_cpu
+      managerctl run-periodic hostinfo --host web01
+      managerctl run-periodic hostinfo --all-hosts --expect 3 -f json
     """
-    from ..context import get_admin_context
-
     output = output_from(kwargs)
+    remote = _remote_from(kwargs)
     if tasks and run_all:
         raise click.UsageError("give --task or --all, not both")
-    _, manager = load_manager(name)
-    runs = manager.run_tasks_now(get_admin_context(), None if run_all or not tasks else tasks)
-    render_list([asdict(run) for run in runs], RUN_COLUMNS, output)
-    failed = [run.task for run in runs if run.outcome == "failed"]
+    names = None if run_all or not tasks else list(tasks)
+    if remote.local:
+        from ..context import get_admin_context
+
+        _, manager = load_manager(name)
+        runs = [asdict(run) for run in manager.run_tasks_now(get_admin_context(), names)]
+        render_list(runs, RUN_COLUMNS, output)
+    elif remote.host is not None:
+        runs = _call("run_periodic_task", {"task": names}, name, remote)
+        render_list([_run_row(run) for run in runs], RUN_COLUMNS, output)
+    else:
+        gathered = _broadcast("run_periodic_task", {"task": names}, name, remote)
+        runs = gathered.rows
+        render_list([_run_row(run) for run in runs], _with_host(RUN_COLUMNS, remote), output)
+        if gathered.answered == 0:
+            gathered.check()
+        _raise_first_failure(gathered)
+    failed = sorted({run["task"] for run in runs if run.get("outcome") == "failed"})
     if failed:
         raise TaskFailedError(
             f"periodic task {', '.join(failed)} failed", hint="see the error column"
         )
+    if remote.all_hosts:
+        gathered.check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import Any
 
@@ -11,7 +12,24 @@ import click
 from .common import app_state, load_manager, manager_name_argument
 from .complete import complete_hosts, complete_topics
 
+# The OpenStack service log line: time, pid, level, logger, [request context], message.
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s [-] %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+LOG = logging.getLogger(__name__)
+
+
+def configure_logging(debug: bool) -> None:
+    """OpenStack-shaped log lines on stderr: INFO, or DEBUG with --debug."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format=LOG_FORMAT,
+        datefmt=LOG_DATE_FORMAT,
+        force=True,  # the root group may have set its own format for --debug
+    )
+    # pika narrates every connection step at INFO and logs each failed attempt as an ERROR with
+    # a traceback; the transport maps those failures and the service logs them in one line.
+    logging.getLogger("pika").setLevel(logging.INFO if debug else logging.CRITICAL)
 
 
 @click.command("serve")
@@ -30,29 +48,34 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s [-] %(m
 )
 @click.option(
     "--graceful-timeout",
-    type=float,
+    type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="Seconds in-flight calls may take to finish on SIGTERM.",
+    help="Seconds in-flight calls may take to finish on SIGTERM or SIGINT.",
 )
 def serve(name: str, host: str | None, topic: str | None, graceful_timeout: float) -> None:
     """Serve manager NAME over RPC until SIGTERM or SIGINT (then exit 0).
 
-    Consumes TOPIC, TOPIC.HOST and the TOPIC fanout, runs the periodic tasks on their timer,
-    and answers the managerctl control namespace. SIGHUP re-reads the config files.
+    Runs init_host, announces the service record, runs pre_start_hook, consumes TOPIC,
+    TOPIC.HOST and the TOPIC fanout, runs post_start_hook, then runs the periodic tasks on
+    their timer (periodic_fuzzy_delay, periodic_interval_max) and reports its state to the
+    scheduler every report_interval seconds. It also answers the managerctl control namespace
+    (periodic list --host, run-periodic --host).
+
+    On SIGTERM or SIGINT it stops consuming and gives in-flight calls --graceful-timeout
+    seconds to finish; a second signal exits at once (130). SIGHUP re-reads the config files.
+    A lost broker connection is re-established with backoff; periodic tasks keep running.
+
+    \b
+    Examples:
+      managerctl serve hostinfo --host web01
+      MANAGERCTL_PERIODIC_FUZZY_DELAY=0 managerctl --debug serve hostinfo
     """
+    from ..errors import EXIT_INTERRUPTED
     from ..service import Service
 
     state = app_state()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.DEBUG if state.debug else logging.INFO,
-            format=LOG_FORMAT,
-            datefmt="%Y-%m-%d %H:%M:%S",
-        )
-        if not state.debug:
-            # pika narrates every connection step at INFO; operators want that only with --debug.
-            logging.getLogger("pika").setLevel(logging.WARNING)
+    configure_logging(state.debug)
     default_topic, manager = load_manager(name, host)
     service = Service(
         manager,
@@ -60,27 +83,32 @@ def serve(name: str, host: str | None, topic: str | None, graceful_timeout: floa
         settings=state.settings,
         graceful_timeout=graceful_timeout,
     )
-    stop_requested: list[int] = []
+    caught: list[int] = []
 
     def request_stop(signum: int, _frame: Any) -> None:
-        logging.getLogger(__name__).info("caught %s, stopping", signal.Signals(signum).name)
-        stop_requested.append(signum)
+        caught.append(signum)
+        if len(caught) > 1:
+            # The operator does not want to wait: leave without the graceful stop.
+            os.write(2, b"managerctl: second signal, exiting without waiting\n")
+            os._exit(EXIT_INTERRUPTED)
+        LOG.info("Caught %s, stopping", signal.Signals(signum).name)
         service.request_stop()
 
     def reload(_signum: int, _frame: Any) -> None:
         from ..config import load_settings
 
+        LOG.info("Caught SIGHUP, reloading the configuration")
         try:
             settings = load_settings(state.config_files, state.config_dirs)
             service.reload(settings.with_overrides({"transport_url": state.transport_url}))
-        except Exception as exc:  # a bad reload must not kill a running service
-            logging.getLogger(__name__).error("reload failed, keeping old config: %s", exc)
+        except Exception as exc:  # a bad file must not kill a running service
+            LOG.error("reload failed, keeping the old configuration: %s", exc)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, reload)
-    service.start()
     try:
+        service.start()
         service.wait()
     finally:
         service.stop()
