@@ -269,7 +269,7 @@ def ping(
                 "ping",
                 topic=topic,
                 args={"arg": None},
-                version=BASE_API_VERSION,
+                version=api_version or BASE_API_VERSION,
                 namespace=namespace,
                 timeout=timeout or DEFAULT_GATHER_TIMEOUT,
                 expect=None if wanted_hosts else expected,
