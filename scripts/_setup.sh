@@ -3,7 +3,8 @@
 # root, then call `managerctl_setup`. On a fresh Debian machine with only Python 3 it:
 #   - creates .venv (installing python3-venv with apt if `python3 -m venv` cannot),
 #   - installs the package with its test extras (skipped while pyproject.toml is unchanged),
-#   - installs rabbitmq-server with apt when it is not installed.
+#   - installs rabbitmq-server with apt when it is not installed,
+#   - installs postgresql with apt when it is not installed (the capabilities store tests).
 # Progress goes to stderr. Set PYTHON to use another interpreter than python3.
 
 _say() { printf '==> %s\n' "$*" >&2; }
@@ -31,6 +32,11 @@ _apt_install() {
 
 _have_rabbitmq() {
     command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]
+}
+
+_have_postgres() {
+    # Debian's server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1
 }
 
 _venv_ok() {
@@ -71,5 +77,10 @@ managerctl_setup() {
     if ! _have_rabbitmq; then
         _apt_install rabbitmq-server
         _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"
+    fi
+
+    if ! _have_postgres; then
+        _apt_install postgresql
+        _have_postgres || _die "PostgreSQL (initdb) still not found after apt-get install"
     fi
 }

@@ -8,9 +8,11 @@ installed those tests FAIL: CI must never skip broker tests silently.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from manager_cli.testing.postgres import PostgresServer, ensure_postgres_installed
 from manager_cli.testing.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
 
 BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url"})
@@ -65,6 +67,29 @@ def broker_url(rabbitmq: RabbitMQNode) -> str:
     if not rabbitmq.is_running():
         rabbitmq.start()
     return rabbitmq.url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A started throwaway PostgreSQL server for the session, stopped (data removed) at the end.
+
+    Like the broker, it FAILS when PostgreSQL is missing: scripts/test.sh installs it, so a
+    missing server is a broken set-up, never a reason to skip. ``postgres.create_database()``
+    gives each test an empty database.
+    """
+    try:
+        ensure_postgres_installed()
+    except RuntimeError as exc:
+        pytest.fail(f"store tests need PostgreSQL: {exc}", pytrace=False)
+    server = PostgresServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"could not start a throwaway PostgreSQL server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -1,0 +1,298 @@
+"""How fast ``capabilities show`` renders a big store, and how fast a collector takes updates in.
+
+1. Render: a SQLite store pre-filled with ``--hosts`` hosts x ``--keys`` capability keys (10,000 x
+   20 by default); the wall time of the whole ``managerctl capabilities show`` process, output
+   piped, for json, csv and the (plain, piped) table; best of ``--rounds``. Targets: < 1 s json,
+   < 2 s table. The Rich table a terminal gets is timed too, through a pseudo-terminal.
+2. Intake, store alone: ``record_capabilities`` calls/s in one process (every call a change, so
+   each one also writes a history row), on SQLite and, when PostgreSQL is installed, PostgreSQL.
+3. Intake, collector end to end: ``--updates`` casts of ``update_service_capabilities`` queued on
+   a throwaway RabbitMQ, then ``managerctl serve collector`` started: updates/s from the first
+   to the last arrival time the store records (the sustained rate, start-up excluded).
+
+Not a test: it prints figures and never fails a build.
+
+    .venv/bin/python bench/bench_capabilities.py [--hosts 10000] [--keys 20] [--updates 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
+
+
+def capabilities_of(host_number: int, keys: int, round_: int = 0) -> list[dict]:
+    """``keys`` flattened keys: some nested (dotted), numbers and strings, one that changes."""
+    caps: dict = {"round": round_, "load": {"1m": 0.5, "5m": 0.25, "15m": 0.125}}
+    for n in range(keys - 4):
+        caps[f"key_{n:02d}"] = host_number * n if n % 2 else f"value-{n}"
+    return [caps]
+
+
+def fill_store(url: str, hosts: int, keys: int) -> float:
+    from manager_cli.capabilities import open_store
+
+    started = time.perf_counter()
+    with open_store(url) as store:
+        for host in range(hosts):
+            store.record_capabilities("hostinfo", f"host{host:05d}", capabilities_of(host, keys))
+    return time.perf_counter() - started
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
+    env.pop("NO_COLOR", None)
+    env.update(extra)
+    return env
+
+
+def time_piped(args: list[str], env: dict[str, str], rounds: int) -> tuple[float, int]:
+    """Best wall time (s) of the whole process with stdout piped, and the bytes it printed."""
+    best, size = float("inf"), 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = subprocess.run([MANAGERCTL, *args], capture_output=True, env=env, check=False)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.decode(errors="replace"))
+        best, size = min(best, elapsed), len(result.stdout)
+    return best, size
+
+
+def time_tty(args: list[str], env: dict[str, str], rounds: int) -> float:
+    """Best wall time (s) of the whole process writing to a pseudo-terminal (Rich's table)."""
+    best = float("inf")
+    for _ in range(rounds):
+        main_fd, child_fd = pty.openpty()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [MANAGERCTL, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=child_fd,
+            stderr=child_fd,
+            env={**env, "COLUMNS": "400"},
+        )
+        os.close(child_fd)
+        while True:  # drain, or the child blocks on a full terminal buffer
+            ready, _, _ = select.select([main_fd], [], [], 0.5)
+            if ready:
+                try:
+                    if not os.read(main_fd, 1 << 16):
+                        break
+                except OSError:
+                    break
+            elif proc.poll() is not None:
+                break
+        proc.wait()
+        best = min(best, time.perf_counter() - started)
+        os.close(main_fd)
+    return best
+
+
+def bench_render(options: argparse.Namespace, workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'render.sqlite'}"
+    filled = fill_store(url, options.hosts, options.keys)
+    print(
+        f"\nrender `capabilities show`: {options.hosts} hosts x {options.keys} keys "
+        f"(store filled in {filled:.1f}s), whole process, best of {options.rounds}"
+    )
+    env = clean_env(MANAGERCTL_CAPABILITIES_STORE=url)
+    baseline, _ = time_piped(["--version"], env, options.rounds)
+    print(f"{'view':<28}{'seconds':>9}{'MB out':>9}{'target':>9}")
+    print(f"{'managerctl --version':<28}{baseline:>9.3f}{'':>9}{'':>9}")
+    for label, args, target in (
+        ("-f json", ["-f", "json"], "< 1 s"),
+        ("-f csv", ["-f", "csv"], ""),
+        ("table (piped)", [], "< 2 s"),
+        ("-f json --host one", ["-f", "json", "--host", "host00042"], ""),
+    ):
+        seconds, size = time_piped(["capabilities", "show", *args], env, options.rounds)
+        print(f"{label:<28}{seconds:>9.3f}{size / 1e6:>9.2f}{target:>9}")
+    if not options.no_tty:
+        seconds = time_tty(["capabilities", "show"], env, 1)
+        print(f"{'table (terminal, Rich)':<28}{seconds:>9.3f}{'':>9}{'':>9}")
+
+
+def bench_store_intake(url: str, label: str, updates: int) -> None:
+    from manager_cli.capabilities import open_store
+
+    with open_store(url) as store:
+        started = time.perf_counter()
+        for n in range(updates):
+            store.record_capabilities("hostinfo", f"h{n % 100}", capabilities_of(n % 100, 20, n))
+        changed = time.perf_counter() - started
+        started = time.perf_counter()
+        for n in range(updates):
+            host = n % 100
+            store.record_capabilities("hostinfo", f"h{host}", capabilities_of(host, 20, -1))
+        same = time.perf_counter() - started
+    # The second pass writes every host's "-1" once, then touches only.
+    print(f"{label:<28}{updates / changed:>12.0f}{updates / same:>14.0f}")
+
+
+def bench_collector(options: argparse.Namespace, store_url: str, label: str, rabbit_url: str):
+    """Queue the casts, start a collector, rate from the first to the last arrival."""
+    import pika
+
+    from manager_cli.rpc import transport, wire
+    from manager_cli.rpc.transport import RabbitOptions
+
+    hosts = 500
+    connection = transport.connect(rabbit_url)
+    channel = connection.channel()
+    transport.declare_control_exchange(channel, RabbitOptions(), "openstack")
+    transport.declare_topic_queue(channel, RabbitOptions(), "openstack", "scheduler")
+    channel.queue_purge("scheduler")
+    props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+    for n in range(options.updates):
+        body = wire.encode_envelope(
+            wire.build_request(
+                "update_service_capabilities",
+                {
+                    "service_name": "hostinfo",
+                    "host": f"host{n % hosts:04d}",
+                    "capabilities": capabilities_of(n % hosts, 20, n),
+                },
+                context={"user": "bench"},
+            )
+        )
+        channel.basic_publish("openstack", "scheduler", body, props)
+    connection.close()
+    env = clean_env(
+        MANAGERCTL_TRANSPORT_URL=rabbit_url,
+        MANAGERCTL_CAPABILITIES_STORE=store_url,
+        MANAGERCTL_COLLECTOR_TOPICS="",
+        MANAGERCTL_PERIODIC_FUZZY_DELAY="0",
+    )
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [MANAGERCTL, "serve", "collector", "--host", "bench-collector"],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        from manager_cli.capabilities import open_store
+
+        deadline = time.monotonic() + 600
+        with open_store(store_url) as store:
+            while time.monotonic() < deadline:
+                changes = _count_changes(store)
+                if changes >= options.updates:
+                    break
+                time.sleep(0.2)
+            drained = time.perf_counter() - started
+            first, last = _arrival_range(store)
+        rate = (options.updates - 1) / (last - first) if last > first else float("nan")
+        print(f"{label:<28}{rate:>12.0f}{drained:>14.1f}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        connection = transport.connect(rabbit_url)
+        with contextlib.suppress(Exception):
+            connection.channel().queue_delete("scheduler")
+        with contextlib.suppress(Exception):
+            connection.channel().queue_delete("scheduler.bench-collector")
+        connection.close()
+
+
+def _count_changes(store) -> int:
+    with store._backend.read() as db:
+        return int(db.query("SELECT count(*) FROM managerctl_capability_changes")[0][0])
+
+
+def _arrival_range(store) -> tuple[float, float]:
+    with store._backend.read() as db:
+        first, last = db.query(
+            "SELECT min(received_at), max(received_at) FROM managerctl_capability_changes"
+        )[0]
+    return float(first), float(last)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--keys", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=20_000, help="collector casts to queue")
+    parser.add_argument("--store-updates", type=int, default=5_000)
+    parser.add_argument("--url", help="use this RabbitMQ instead of a throwaway node")
+    parser.add_argument("--no-tty", action="store_true", help="skip the Rich (terminal) table")
+    parser.add_argument("--skip-postgres", action="store_true")
+    options = parser.parse_args()
+    print(
+        f"sqlite {sqlite3.sqlite_version}, python {sys.version.split()[0]}, {os.cpu_count()} cpus"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench-capabilities-") as tmp:
+        workdir = Path(tmp)
+        bench_render(options, workdir)
+
+        postgres = None
+        if not options.skip_postgres:
+            from manager_cli.testing.postgres import PostgresServer
+
+            try:
+                postgres = PostgresServer().start()
+            except RuntimeError as exc:
+                print(f"(no PostgreSQL figures: {str(exc).splitlines()[0]})", file=sys.stderr)
+        try:
+            print(f"\nstore intake, one process, {options.store_updates} updates")
+            print(f"{'store':<28}{'changed/s':>12}{'unchanged/s':>14}")
+            bench_store_intake(
+                f"sqlite:///{workdir / 'intake.sqlite'}", "SQLite", options.store_updates
+            )
+            if postgres is not None:
+                bench_store_intake(
+                    postgres.create_database("intake"), "PostgreSQL", options.store_updates
+                )
+
+            node = None
+            rabbit_url = options.url
+            if rabbit_url is None:
+                from manager_cli.testing.rabbitmq import RabbitMQNode
+
+                node = RabbitMQNode("managerctl-bench")
+                print(
+                    f"\nstarting a throwaway RabbitMQ node ({node.nodename}) ...", file=sys.stderr
+                )
+                node.start()
+                rabbit_url = node.url
+            try:
+                print(f"\ncollector intake: {options.updates} queued casts, `serve collector`")
+                print(f"{'store':<28}{'updates/s':>12}{'drained in s':>14}")
+                bench_collector(
+                    options, f"sqlite:///{workdir / 'collector.sqlite'}", "SQLite", rabbit_url
+                )
+                if postgres is not None:
+                    bench_collector(
+                        options, postgres.create_database("collector"), "PostgreSQL", rabbit_url
+                    )
+            finally:
+                if node is not None:
+                    node.stop()
+        finally:
+            if postgres is not None:
+                postgres.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

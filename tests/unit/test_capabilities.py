@@ -1,0 +1,628 @@
+"""The capabilities store and its pure helpers, the collector endpoint, and the CLI over a store.
+
+The store contract runs on every back end: SQLite through the standard library, SQLite through
+SQLAlchemy, and a real throwaway PostgreSQL (the session's ``postgres`` fixture, which fails
+rather than skips when PostgreSQL is missing). No broker is needed here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from manager_cli.capabilities import (
+    DEFAULT_STALE_AFTER,
+    ROW_COLUMNS,
+    CapabilityRecord,
+    capability_columns,
+    capability_rows,
+    collector_topics,
+    default_store_path,
+    diff_capabilities,
+    flatten,
+    flatten_capabilities,
+    iso_time,
+    known_topics,
+    open_store,
+    store_url_from,
+)
+from manager_cli.config import load_settings
+from manager_cli.errors import BadInputError, ConfigError, UnavailableError
+from manager_cli.rpc import wire
+from manager_cli.testing.rabbitmq import free_port
+
+MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
+HOSTINFO = {"cpu_count": 4, "load": {"1m": 0.5, "5m": 0.25}, "platform": "linux"}
+
+
+# ---------------------------------------------------------------------------
+# Pure functions
+
+
+def test_flatten_dots_nested_keys_and_keeps_lists_and_empty_dicts() -> None:
+    value = {"a": 1, "b": {"c": {"d": 2}, "e": []}, "f": {}}
+    assert flatten(value) == {"a": 1, "b.c.d": 2, "b.e": [], "f": {}}
+
+
+def test_flatten_of_a_scalar_is_one_value_column() -> None:
+    assert flatten(5) == {"value": 5}
+    assert flatten(5, "x") == {"x": 5}
+    assert flatten({"a": {"b": 1}}, "p") == {"p.a.b": 1}
+
+
+def test_flatten_is_still_importable_from_the_cli_module() -> None:
+    from manager_cli.cli import capabilities as cli_capabilities
+
+    assert cli_capabilities.flatten is flatten
+
+
+def test_flatten_capabilities_single_item_uses_its_keys() -> None:
+    assert flatten_capabilities([HOSTINFO]) == {
+        "cpu_count": 4,
+        "load.1m": 0.5,
+        "load.5m": 0.25,
+        "platform": "linux",
+    }
+
+
+def test_flatten_capabilities_several_items_are_indexed() -> None:
+    assert flatten_capabilities([{"vcpus": 4}, {"vcpus": 8}]) == {"0.vcpus": 4, "1.vcpus": 8}
+    assert flatten_capabilities([]) == {}
+    assert flatten_capabilities(["x"]) == {"value": "x"}
+
+
+def test_diff_added_removed_changed_on_dotted_keys() -> None:
+    old = [{"cpu_count": 4, "load": {"1m": 0.5}, "gone": True}]
+    new = [{"cpu_count": 4, "load": {"1m": 0.7}, "fresh": "yes"}]
+    assert diff_capabilities(old, new) == {
+        "added": {"fresh": "yes"},
+        "removed": {"gone": True},
+        "changed": {"load.1m": {"old": 0.5, "new": 0.7}},
+    }
+
+
+def test_diff_from_nothing_is_all_added_and_same_is_empty() -> None:
+    assert diff_capabilities(None, [{"a": 1}]) == {"added": {"a": 1}, "removed": {}, "changed": {}}
+    assert diff_capabilities([{"a": [1, 2]}], [{"a": [1, 2]}]) == {
+        "added": {},
+        "removed": {},
+        "changed": {},
+    }
+
+
+def test_diff_tells_one_from_true() -> None:
+    # Python says 1 == True; an operator reading the capabilities does not.
+    assert diff_capabilities([{"a": 1}], [{"a": True}])["changed"] == {"a": {"old": 1, "new": True}}
+
+
+def record(host: str, received_at: float, caps: dict[str, Any] | None = None) -> CapabilityRecord:
+    return CapabilityRecord("hostinfo", host, [caps or dict(HOSTINFO)], received_at)
+
+
+def test_capability_rows_mark_stale_past_the_threshold_only() -> None:
+    now = 1_000_000.0
+    rows = capability_rows(
+        [record("fresh", now - 10), record("edge", now - 60), record("old", now - 60.5)],
+        now,
+        stale_after=60,
+    )
+    assert [(row["host"], row["state"]) for row in rows] == [
+        ("fresh", "fresh"),
+        ("edge", "fresh"),
+        ("old", "stale"),
+    ]
+    assert rows[2]["age_s"] == 60.5
+
+
+def test_capability_rows_have_fixed_columns_first_then_the_keys() -> None:
+    now = time.time()
+    (row,) = capability_rows([record("h1", now - 1.26)], now, DEFAULT_STALE_AFTER)
+    assert list(row)[: len(ROW_COLUMNS)] == list(ROW_COLUMNS)
+    assert row["age_s"] == 1.3
+    assert row["received_at"] == iso_time(now - 1.26)
+    assert row["received_at"].endswith("Z")
+    assert row["cpu_count"] == 4 and row["load.1m"] == 0.5
+
+
+def test_capability_rows_never_show_a_negative_age() -> None:
+    # The collector's clock may be ahead of the reader's.
+    (row,) = capability_rows([record("h1", 1005.0)], 1000.0, 60)
+    assert row["age_s"] == 0.0 and row["state"] == "fresh"
+
+
+def test_capability_key_named_like_a_fixed_column_is_prefixed() -> None:
+    (row,) = capability_rows(
+        [record("h1", 10.0, {"host": "other", "state": "x", "a": 1})], 10.0, 60
+    )
+    assert row["host"] == "h1" and row["state"] == "fresh"
+    assert row["capabilities.host"] == "other" and row["capabilities.state"] == "x"
+
+
+def test_capability_columns_are_the_fixed_ones_then_sorted_keys() -> None:
+    rows = [{"service": "s", "host": "h", "b": 1}, {"service": "s", "host": "g", "a": 2}]
+    assert capability_columns(rows) == [*ROW_COLUMNS, "a", "b"]
+
+
+# ---------------------------------------------------------------------------
+# Where the store is
+
+
+def test_default_store_path_follows_xdg_state_home(tmp_path: Path) -> None:
+    assert default_store_path({"XDG_STATE_HOME": str(tmp_path)}) == (
+        tmp_path / "managerctl" / "capabilities.sqlite"
+    )
+    home = default_store_path({})
+    assert home.parts[-4:] == (".local", "state", "managerctl", "capabilities.sqlite")
+
+
+def test_store_url_from_settings_then_environment() -> None:
+    class WithOption:
+        capabilities_store = "sqlite:///from-settings"
+
+    env = {"MANAGERCTL_CAPABILITIES_STORE": "sqlite:///from-env"}
+    assert store_url_from(WithOption(), env) == "sqlite:///from-settings"
+    assert store_url_from(load_settings(environ={}), env) == "sqlite:///from-env"
+    assert store_url_from(None, {}) is None
+
+
+def test_collector_topics_default_environment_and_settings() -> None:
+    class WithOption:
+        collector_topics = ["compute", "volume"]
+
+    assert collector_topics(None, {}) == ["hostinfo"]
+    assert collector_topics(None, {"MANAGERCTL_COLLECTOR_TOPICS": " a, b ,,"}) == ["a", "b"]
+    assert collector_topics(None, {"MANAGERCTL_COLLECTOR_TOPICS": ""}) == []
+    assert collector_topics(WithOption(), {"MANAGERCTL_COLLECTOR_TOPICS": "x"}) == [
+        "compute",
+        "volume",
+    ]
+
+
+def test_open_store_without_url_uses_the_default_path(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "caps.sqlite"
+    with open_store(None, default_path=path) as store:
+        store.record_capabilities("hostinfo", "h1", [HOSTINFO])
+    assert path.exists()
+    with open_store(str(path)) as store:  # a plain path is a SQLite file too
+        assert [r.host for r in store.latest()] == ["h1"]
+
+
+def test_open_store_must_exist_refuses_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite"
+    with pytest.raises(UnavailableError, match="no capabilities store at"):
+        open_store(f"sqlite:///{missing}", must_exist=True)
+    assert not missing.exists()
+
+
+def test_open_store_bad_urls(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError):
+        open_store("sqlite://relative-without-third-slash")
+    with pytest.raises(ConfigError):
+        open_store("nosuchdialect://user:pw@host/db")
+
+
+def test_open_store_unreachable_postgres_is_unavailable_without_the_password() -> None:
+    url = f"postgresql://ops:s3cret-pw@127.0.0.1:{free_port()}/caps?connect_timeout=2"
+    with pytest.raises(UnavailableError) as caught:
+        open_store(url)
+    assert "s3cret-pw" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_open_store_unwritable_sqlite_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="cannot open the capabilities store"):
+        open_store(f"sqlite:///{blocker}/caps.sqlite")
+
+
+# ---------------------------------------------------------------------------
+# The store contract, on every back end
+
+
+@pytest.fixture(params=["sqlite", "sqlalchemy-sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'caps.sqlite'}"
+    if request.param == "sqlalchemy-sqlite":
+        return f"sqlite+pysqlite:///{tmp_path / 'caps.sqlite'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def store(store_url: str):
+    with open_store(store_url) as opened:
+        yield opened
+
+
+def test_record_reports_changed_only_when_the_capabilities_change(store) -> None:
+    assert store.record_capabilities("hostinfo", "h1", [HOSTINFO], received_at=100.0) is True
+    same = {"platform": "linux", "load": {"5m": 0.25, "1m": 0.5}, "cpu_count": 4}  # other order
+    assert store.record_capabilities("hostinfo", "h1", [same], received_at=110.0) is False
+    changed = dict(HOSTINFO, cpu_count=8)
+    assert store.record_capabilities("hostinfo", "h1", [changed], received_at=120.0) is True
+
+
+def test_an_unchanged_record_still_refreshes_its_time(store) -> None:
+    store.record_capabilities("hostinfo", "h1", [HOSTINFO], received_at=100.0)
+    store.record_capabilities("hostinfo", "h1", [HOSTINFO], received_at=150.0)
+    (latest,) = store.latest()
+    assert latest.received_at == 150.0
+    assert len(store.history("h1")) == 1
+
+
+def test_latest_keeps_the_list_as_published(store) -> None:
+    store.record_capabilities("compute", "node1", [{"vcpus": 4}, {"vcpus": 8}], received_at=1.0)
+    store.record_capabilities("hostinfo", "h1", {"single": "value"}, received_at=2.0)
+    store.record_capabilities("hostinfo", "h2", ({"as": "tuple"},), received_at=3.0)
+    records = {(r.service, r.host): r for r in store.latest()}
+    assert records[("compute", "node1")].capabilities == [{"vcpus": 4}, {"vcpus": 8}]
+    assert records[("hostinfo", "h1")].capabilities == [{"single": "value"}]
+    assert records[("hostinfo", "h2")].capabilities == [[{"as": "tuple"}]]
+    assert records[("compute", "node1")].received_at == 1.0
+
+
+def test_latest_filters_and_sorts(store) -> None:
+    for service, host in [("hostinfo", "h2"), ("compute", "h1"), ("hostinfo", "h1")]:
+        store.record_capabilities(service, host, [{"on": host}])
+    assert [(r.service, r.host) for r in store.latest()] == [
+        ("compute", "h1"),
+        ("hostinfo", "h1"),
+        ("hostinfo", "h2"),
+    ]
+    assert [(r.service, r.host) for r in store.latest(service="hostinfo")] == [
+        ("hostinfo", "h1"),
+        ("hostinfo", "h2"),
+    ]
+    assert [(r.service, r.host) for r in store.latest(host="h1")] == [
+        ("compute", "h1"),
+        ("hostinfo", "h1"),
+    ]
+    assert [r.host for r in store.latest(service="hostinfo", host="h2")] == ["h2"]
+    assert store.latest(host="nowhere") == []
+
+
+def test_history_has_the_diff_of_each_change_oldest_first(store) -> None:
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"1m": 0.5}}], 100.0)
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"1m": 0.5}}], 110.0)
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"1m": 0.9}, "x": 1}], 120.0)
+    store.record_capabilities("hostinfo", "h1", [{"load": {"1m": 0.9}, "x": 1}], 130.0)
+    changes = store.history("h1")
+    assert [c.received_at for c in changes] == [100.0, 120.0, 130.0]
+    assert changes[0].diff == {"added": {"cpu": 4, "load.1m": 0.5}, "removed": {}, "changed": {}}
+    assert changes[1].diff == {
+        "added": {"x": 1},
+        "removed": {},
+        "changed": {"load.1m": {"old": 0.5, "new": 0.9}},
+    }
+    assert changes[2].diff == {"added": {}, "removed": {"cpu": 4}, "changed": {}}
+    assert {(c.service, c.host) for c in changes} == {("hostinfo", "h1")}
+
+
+def test_history_limit_filters_and_other_hosts(store) -> None:
+    for n in range(5):
+        store.record_capabilities("hostinfo", "h1", [{"n": n}], received_at=float(n))
+        store.record_capabilities("compute", "h1", [{"n": n}], received_at=float(n) + 0.5)
+    store.record_capabilities("hostinfo", "h2", [{"n": 0}])
+    assert [c.received_at for c in store.history("h1", limit=3)] == [3.5, 4.0, 4.5]
+    assert [c.received_at for c in store.history("h1", service="compute", limit=2)] == [3.5, 4.5]
+    assert len(store.history("h1")) == 10
+    assert len(store.history("h2")) == 1
+    assert store.history("nowhere") == []
+
+
+def test_history_is_pruned_per_service_and_host(store_url: str) -> None:
+    with open_store(store_url, history_keep=3) as store:
+        store.prune_every = 1
+        for n in range(6):
+            store.record_capabilities("hostinfo", "h1", [{"n": n}], received_at=float(n))
+        store.record_capabilities("hostinfo", "h2", [{"n": 0}])
+        assert [c.received_at for c in store.history("h1")] == [3.0, 4.0, 5.0]
+        assert len(store.history("h2")) == 1
+
+
+def test_history_pruning_is_batched_but_bounded(store_url: str) -> None:
+    with open_store(store_url, history_keep=3) as store:
+        assert store.prune_every > 1  # one statement less for most changes
+        store.prune_every = 4
+        for n in range(14):
+            store.record_capabilities("hostinfo", "h1", [{"n": n}], received_at=float(n))
+            assert len(store.history("h1", limit=100)) <= 3 + 4
+        # Pruned at changes 1, 5, 9 and 13: the newest three then, plus one since.
+        assert [c.received_at for c in store.history("h1")] == [10.0, 11.0, 12.0, 13.0]
+
+
+def test_records_survive_reopening(store_url: str) -> None:
+    with open_store(store_url) as store:
+        store.record_capabilities("hostinfo", "h1", [HOSTINFO], received_at=5.0)
+        store.record_service({"service": "hostinfo", "host": "h1", "topic": "hostinfo"}, 6.0)
+    with open_store(store_url) as store:
+        assert store.latest()[0].capabilities == [HOSTINFO]
+        assert store.services()[0]["updated_at"] == 6.0
+        # Same capabilities after a restart: not a change.
+        assert store.record_capabilities("hostinfo", "h1", [HOSTINFO]) is False
+
+
+def test_bad_records_are_refused(store) -> None:
+    with pytest.raises(BadInputError):
+        store.record_capabilities("", "h1", [HOSTINFO])
+    with pytest.raises(BadInputError):
+        store.record_service({"service": "hostinfo"})
+    with pytest.raises(BadInputError):
+        store.record_service("not a dict")  # type: ignore[arg-type]
+
+
+def test_service_records_keep_every_field_and_the_last_report(store) -> None:
+    report = {
+        "service": "hostinfo",
+        "host": "h1",
+        "topic": "hostinfo",
+        "version": "0.1.0",
+        "started": 10.0,
+        "pid": 42,
+        "status": "running",
+        "extra": {"nested": [1, 2]},
+    }
+    store.record_service(report, received_at=20.0)
+    store.record_service({**report, "pid": 43}, received_at=30.0)
+    store.record_service({"service": "compute", "host": "h1", "topic": None}, received_at=25.0)
+    services = store.services()
+    assert [(s["service"], s["host"]) for s in services] == [("compute", "h1"), ("hostinfo", "h1")]
+    assert services[1] == {**report, "pid": 43, "updated_at": 30.0}
+    assert services[0]["topic"] is None
+    assert [s["service"] for s in store.services(service="compute")] == ["compute"]
+    assert store.services(host="h2") == []
+
+
+def test_known_topics_add_the_services_seen_without_the_scheduler(store) -> None:
+    store.record_service({"service": "hostinfo", "host": "h1", "topic": "hostinfo"})
+    store.record_service({"service": "compute", "host": "h1", "topic": "compute"})
+    store.record_service({"service": "collector", "host": "c1", "topic": "scheduler"})
+    assert known_topics(store, None, {}) == ["hostinfo", "compute"]
+    assert known_topics(None, None, {"MANAGERCTL_COLLECTOR_TOPICS": "x"}) == ["x"]
+
+
+def test_one_store_shared_by_many_writer_threads(store) -> None:
+    """The collector's RPC server runs its methods on 8 worker threads, all on one store."""
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for n in range(25):
+                store.record_capabilities("hostinfo", f"h{worker}", [{"n": n}])
+                store.record_service({"service": "hostinfo", "host": f"h{worker}", "n": n})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [r.capabilities for r in store.latest()] == [[{"n": 24}]] * 8
+    assert all(len(store.history(f"h{worker}")) == 25 for worker in range(8))
+
+
+def test_readers_while_one_writer_writes(store_url: str) -> None:
+    """Readers with their own connections always see a consistent, advancing picture."""
+    hosts = [f"h{n}" for n in range(10)]
+    with open_store(store_url) as writer_store:
+        for host in hosts:
+            writer_store.record_capabilities("hostinfo", host, [{"round": 0, "host": host}])
+    done = threading.Event()
+    errors: list[BaseException] = []
+    reads: list[int] = []
+
+    def writer() -> None:
+        try:
+            with open_store(store_url) as writer_store:
+                for round_ in range(1, 31):
+                    for host in hosts:
+                        writer_store.record_capabilities(
+                            "hostinfo", host, [{"round": round_, "host": host}]
+                        )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            with open_store(store_url, must_exist=True) as reader_store:
+                last_seen = {host: 0 for host in hosts}
+                count = 0
+                while not done.is_set() or count == 0:
+                    latest = reader_store.latest(service="hostinfo")
+                    assert [r.host for r in latest] == hosts
+                    for r in latest:
+                        (caps,) = r.capabilities
+                        assert caps["host"] == r.host
+                        assert caps["round"] >= last_seen[r.host], "a reader went back in time"
+                        last_seen[r.host] = caps["round"]
+                    history = reader_store.history("h0")
+                    assert [c.diff for c in history][0]["added"]["round"] == 0
+                    count += 1
+                reads.append(count)
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    write_thread = threading.Thread(target=writer)
+    for thread in readers:
+        thread.start()
+    write_thread.start()
+    write_thread.join(timeout=120)
+    for thread in readers:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(reads) == 4 and all(count >= 1 for count in reads)
+    with open_store(store_url) as check:
+        assert {r.capabilities[0]["round"] for r in check.latest()} == {30}
+        assert len(check.history("h3")) == 31
+
+
+# ---------------------------------------------------------------------------
+# The collector endpoint, without a broker
+
+
+def collector(store: Any, **settings_env: str) -> Any:
+    from manager_cli.examples.collector import CollectorManager
+
+    settings = load_settings(environ=settings_env)
+    return CollectorManager(host="c1", service_name="collector", settings=settings, store=store)
+
+
+def dispatch(manager: Any, method: str, **args: Any) -> Any:
+    request = wire.parse_request(wire.build_request(method, args, context={"user": "oslo"}))
+    return manager.create_rpc_dispatcher().dispatch(request)
+
+
+def test_collector_stores_what_publishers_cast(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store)
+        assert manager.TOPIC == "scheduler"
+        dispatch(
+            manager,
+            "update_service_capabilities",
+            service_name="compute",
+            host="node1",
+            capabilities=[{"vcpus": 4}],
+        )
+        dispatch(manager, "report_service_state", service={"service": "compute", "host": "node1"})
+        assert [(r.service, r.host, r.capabilities) for r in store.latest()] == [
+            ("compute", "node1", [{"vcpus": 4}])
+        ]
+        assert store.services()[0]["host"] == "node1"
+
+
+def test_collector_exposes_its_rpc_methods_but_not_its_store(tmp_path: Path) -> None:
+    from manager_cli.rpc.dispatcher import NoSuchMethod
+
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store)
+        for hidden in ("store", "init_host", "post_start_hook", "periodic_tasks"):
+            with pytest.raises(NoSuchMethod):
+                dispatch(manager, hidden)
+
+
+def test_collector_opens_its_store_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.sqlite'}"
+    monkeypatch.setenv("MANAGERCTL_CAPABILITIES_STORE", url)
+    manager = collector(None)
+    manager.init_host()
+    assert "from-env.sqlite" in manager.store.description
+    manager.store.close()
+
+
+def test_collector_start_survives_an_unreachable_broker(tmp_path: Path, caplog) -> None:
+    """Asking services to publish is a courtesy: the collector still starts without it."""
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(
+            store, MANAGERCTL_TRANSPORT_URL=f"rabbit://guest:guest@127.0.0.1:{free_port()}/"
+        )
+        with caplog.at_level("WARNING"):
+            manager.post_start_hook()
+    assert "could not ask services to publish" in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# The CLI over a store (the installed script, as a runbook runs it)
+
+
+def run(*args: str, store_url: str, env: dict[str, str] | None = None):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
+    environ.pop("NO_COLOR", None)
+    environ["MANAGERCTL_CAPABILITIES_STORE"] = store_url
+    environ.update(env or {})
+    return subprocess.run(
+        [MANAGERCTL, *args], capture_output=True, text=True, env=environ, timeout=60
+    )
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'caps.sqlite'}"
+    now = time.time()
+    with open_store(url) as store:
+        store.record_capabilities("hostinfo", "h1", [HOSTINFO], received_at=now - 500)
+        store.record_capabilities("hostinfo", "h1", [dict(HOSTINFO, cpu_count=8)], now - 5)
+        store.record_capabilities("hostinfo", "h2", [HOSTINFO], received_at=now - 400)
+    return url
+
+
+def test_cli_show_json_is_one_record_per_service_and_host(filled: str) -> None:
+    result = run("capabilities", "show", "-f", "json", store_url=filled)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["host"], r["state"], r["cpu_count"]) for r in rows] == [
+        ("h1", "fresh", 8),
+        ("h2", "stale", 4),
+    ]
+    assert all(list(r)[: len(ROW_COLUMNS)] == list(ROW_COLUMNS) for r in rows)
+    assert all("load.1m" in r for r in rows)
+
+
+def test_cli_show_filters_stale_csv_and_columns(filled: str) -> None:
+    result = run("capabilities", "show", "--stale", "1000", "-f", "csv", store_url=filled)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["host"], r["state"]) for r in rows] == [("h1", "fresh"), ("h2", "fresh")]
+    result = run("capabilities", "show", "--host", "h2", "-c", "host", "-c", "state", "-f", "json",
+                 store_url=filled)  # fmt: skip
+    assert json.loads(result.stdout) == [{"host": "h2", "state": "stale"}]
+    table = run("capabilities", "show", store_url=filled)
+    assert table.returncode == 0 and "\x1b" not in table.stdout
+    assert table.stdout.splitlines()[0].split()[:4] == ["service", "host", "state", "age_s"]
+
+
+def test_cli_history_rows_and_json_diff(filled: str) -> None:
+    table = run("capabilities", "history", "h1", store_url=filled)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["received_at", "service", "host", "summary"]
+    assert "cpu_count: 4 -> 8" in lines[2]
+    data = json.loads(run("capabilities", "history", "h1", "-f", "json", store_url=filled).stdout)
+    assert [list(row) for row in data] == [
+        ["received_at", "service", "host", "summary", "added", "removed", "changed"]
+    ] * 2
+    assert data[1]["changed"] == {"cpu_count": {"old": 4, "new": 8}}
+    assert data[0]["added"]["load.1m"] == 0.5
+
+
+def test_cli_without_a_store_exits_69_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite"
+    for args in (("capabilities", "show"), ("capabilities", "history", "h1")):
+        result = run(*args, store_url=f"sqlite:///{missing}")
+        assert result.returncode == 69, result.stderr
+        assert "serve collector" in result.stderr
+    assert not missing.exists()
+
+
+def test_cli_topic_without_live_is_a_usage_error(filled: str) -> None:
+    result = run("capabilities", "show", "--topic", "hostinfo", store_url=filled)
+    assert result.returncode == 2
+    assert "--live" in result.stderr
+
+
+def test_a_dropped_postgres_connection_is_replaced(postgres) -> None:
+    """The store keeps one connection; one the server killed is replaced, the write retried."""
+    url = postgres.create_database()
+    database = url.rsplit("/", 1)[1]
+    with open_store(url) as store:
+        store.record_capabilities("hostinfo", "h1", [{"n": 1}])
+        postgres.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        )
+        assert store.record_capabilities("hostinfo", "h1", [{"n": 2}]) is True
+        assert store.latest()[0].capabilities == [{"n": 2}]
