@@ -29,7 +29,7 @@ class OptionSpec:
     """One option: its group, type, default and help, independent of oslo.config."""
 
     name: str
-    type: str  # "str", "int", "float" or "bool"
+    type: str  # "str", "int", "float", "bool" or "list" (comma separated)
     default: Any
     help: str
     group: str = DEFAULT_GROUP
@@ -101,6 +101,27 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "int",
         60,
         "A service whose last state report is older than this (seconds) is shown as down.",
+    ),
+    OptionSpec(
+        "capabilities_store",
+        "str",
+        None,
+        "Where capabilities and service heartbeats are kept: a SQLite path, sqlite:///PATH, or "
+        "postgresql://user:pass@host/db to share one store (needs managerctl[postgres]).",
+        secret=True,
+        sample_default="$XDG_STATE_HOME/managerctl/capabilities.sqlite",
+    ),
+    OptionSpec(
+        "collector_topics",
+        "list",
+        ["hostinfo"],
+        "Topics the collector asks to publish at start-up, besides those of known services.",
+    ),
+    OptionSpec(
+        "capabilities_stale_after",
+        "float",
+        180.0,
+        "Capabilities older than this (seconds) are shown as stale: three missed publications.",
     ),
     OptionSpec(
         "heartbeat_timeout_threshold",
@@ -188,6 +209,8 @@ def convert(spec: OptionSpec, raw: str) -> Any:
             return int(text)
         if spec.type == "float":
             return float(text)
+        if spec.type == "list":
+            return [item.strip() for item in text.split(",") if item.strip()]
     except ValueError as exc:
         shown = "***" if spec.secret else repr(raw)
         raise ConfigError(
@@ -201,7 +224,13 @@ def list_opts() -> list[tuple[str, list[Any]]]:
     """The options as oslo.config Opt objects, for ``oslo-config-generator``."""
     from oslo_config import cfg
 
-    kinds = {"str": cfg.StrOpt, "int": cfg.IntOpt, "float": cfg.FloatOpt, "bool": cfg.BoolOpt}
+    kinds = {
+        "str": cfg.StrOpt,
+        "int": cfg.IntOpt,
+        "float": cfg.FloatOpt,
+        "bool": cfg.BoolOpt,
+        "list": cfg.ListOpt,
+    }
     groups: dict[str, list[Any]] = {}
     for spec in OPTIONS:
         opt = kinds[spec.type](

@@ -71,6 +71,10 @@ class Manager(PeriodicTasks):
     RPC_API_VERSION = "1.0"
     # The RPC topic the manager's service consumes; None means the entry-point name.
     TOPIC: str | None = None
+    # Framework names this class serves over RPC after all (e.g. a collector's
+    # update_service_capabilities), and public names of its own that it keeps local.
+    RPC_EXPOSED: frozenset[str] = frozenset()
+    RPC_HIDDEN: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -104,7 +108,7 @@ class Manager(PeriodicTasks):
     @property
     def rpc_hidden_methods(self) -> frozenset[str]:
         """Framework methods a remote caller must never reach (hooks, runners, ...)."""
-        return FRAMEWORK_METHODS
+        return hidden_methods(type(self))
 
     def create_rpc_dispatcher(
         self, backdoor_port: int | None = None, additional_apis: Sequence[object] | None = None
@@ -183,6 +187,13 @@ FRAMEWORK_METHODS: frozenset[str] = frozenset(
     for name in vars(cls)
     if not name.startswith("_") and name != "publish_service_capabilities"
 ) | frozenset({"settings", "publisher", "db"})
+
+
+def hidden_methods(cls: type) -> frozenset[str]:
+    """The public names of a manager class that are not RPC methods."""
+    return (FRAMEWORK_METHODS - getattr(cls, "RPC_EXPOSED", frozenset())) | getattr(
+        cls, "RPC_HIDDEN", frozenset()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -293,7 +304,7 @@ class _ClassView:
 
     def __init__(self, cls: type) -> None:
         self._cls = cls
-        self.rpc_hidden_methods = FRAMEWORK_METHODS
+        self.rpc_hidden_methods = hidden_methods(cls)
 
     def __dir__(self) -> list[str]:
         return dir(self._cls)

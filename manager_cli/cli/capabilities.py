@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..capabilities import DEFAULT_STALE_AFTER, flatten
+from ..capabilities import flatten
 from ..errors import BadInputError, ManagerCtlError, TaskFailedError, UnavailableError
 from .common import app_state, load_manager, manager_name_argument, output_from
 from .complete import complete_hosts, complete_topics
@@ -148,10 +148,9 @@ def _listen_live(topics: list[str], wait: float) -> list[Any]:
     "--stale",
     "stale_after",
     type=click.FloatRange(min=0),
-    default=DEFAULT_STALE_AFTER,
-    show_default=True,
+    default=None,
     metavar="SECONDS",
-    help="Mark a record older than this stale.",
+    help="Mark a record older than this stale (default: capabilities_stale_after, 180).",
 )
 @_store_url_option
 @click.option(
@@ -219,6 +218,8 @@ def show(
     else:
         with _open_store(store_url) as store:
             records = store.latest(service=service, host=host)
+    if stale_after is None:
+        stale_after = float(app_state().settings.capabilities_stale_after)
     rows = capability_rows(records, time.time(), stale_after)
     render_list(rows, capability_columns(rows), output)
 

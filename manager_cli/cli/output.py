@@ -23,10 +23,18 @@ from ..errors import UnknownNameError
 
 FORMATS = ("table", "json", "yaml", "csv", "value")
 
+# Above this many cells Rich's table layout takes seconds (10,000 rows x 20 columns: ~40 s),
+# so a terminal gets the plain aligned table instead; nobody reads that many rows in colour.
+RICH_MAX_CELLS = 20_000
+# Above this many records JSON is written one record per line: Python's pretty printer cannot
+# use the C encoder, and that costs more than the rest of a 10,000-host view.
+PRETTY_JSON_MAX_RECORDS = 1_000
+
 # Colours for values that name a state, so a person sees trouble at a glance.
 STATE_STYLES = {
     "ok": "green",
     "up": "green",
+    "fresh": "green",
     "alive": "green",
     "yes": "green",
     "failed": "bold red",
@@ -182,6 +190,10 @@ def _json_default(value: Any) -> Any:
 
 
 def _write_json(data: Any, opts: OutputOptions) -> None:
+    if isinstance(data, list) and len(data) > PRETTY_JSON_MAX_RECORDS:
+        lines = ",\n".join(json.dumps(record, default=_json_default) for record in data)
+        opts.out.write("[\n" + lines + "\n]\n")
+        return
     opts.out.write(json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
@@ -272,7 +284,7 @@ def render_list(
         _write_csv(columns, rows, opts)
     elif opts.format == "value":
         _write_value(columns, rows, opts)
-    elif opts.is_tty():
+    elif opts.is_tty() and len(rows) * len(columns) <= RICH_MAX_CELLS:
         _write_rich_table(columns, rows, opts, title)
     else:
         _write_plain_table(columns, rows, opts, title)

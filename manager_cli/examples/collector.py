@@ -52,6 +52,10 @@ class CollectorManager(Manager):
     """Keeps the capabilities and heartbeats services publish to the scheduler topic."""
 
     TOPIC = SCHEDULER_TOPIC
+    # SchedulerDependentManager's local update_service_capabilities is, here, the RPC method
+    # every publisher calls.
+    RPC_EXPOSED = frozenset({"update_service_capabilities"})
+    RPC_HIDDEN = frozenset({"store"})
 
     def __init__(self, *args: Any, store: CapabilityStore | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("service_name", "collector")
@@ -59,12 +63,6 @@ class CollectorManager(Manager):
         self._store = store
         self._store_lock = threading.Lock()
         self.store_url = store_url_from(self.settings)
-
-    @property
-    def rpc_hidden_methods(self) -> frozenset[str]:
-        # The base hides SchedulerDependentManager's update_service_capabilities (a local
-        # method there); here it is the RPC method every publisher calls.
-        return super().rpc_hidden_methods - {"update_service_capabilities"} | {"store"}
 
     @property
     def store(self) -> CapabilityStore:

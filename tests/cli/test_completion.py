@@ -128,7 +128,7 @@ def test_bash_completes_commands_managers_and_tasks() -> None:
     assert bash_complete(["managerctl", "run-periodic", "host"])[0] == ["hostinfo"]
     tasks, _ = bash_complete(["managerctl", "run-periodic", "hostinfo", "--task", ""])
     assert tasks == HOSTINFO_TASKS
-    assert bash_complete(["managerctl", "managers", "show", ""])[0] == ["hostinfo"]
+    assert bash_complete(["managerctl", "managers", "show", ""])[0] == ["collector", "hostinfo"]
 
 
 def test_bash_leaves_out_tasks_and_hooks_already_given() -> None:
@@ -148,7 +148,10 @@ def test_bash_completes_rpc_methods_and_argument_names() -> None:
     assert "compopt -o nospace" in compopt  # the value follows the "=" directly
     # Before --topic is given, every installed manager's methods are offered.
     assert "echo" in bash_complete(["managerctl", "call", "web01", ""])[0]
-    assert bash_complete(["managerctl", "call", "web01", "--topic", ""])[0] == ["hostinfo"]
+    assert bash_complete(["managerctl", "call", "web01", "--topic", ""])[0] == [
+        "hostinfo",
+        "scheduler",
+    ]
 
 
 def test_bash_offers_nothing_while_a_value_is_typed() -> None:

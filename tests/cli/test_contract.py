@@ -118,6 +118,7 @@ def test_every_command_with_a_format_option_is_exercised() -> None:
         ("services", "list"),
         ("capabilities", "show"),
         ("capabilities", "history"),
+        ("capabilities", "publish"),
         ("call",),
     }
     known = set(command_paths())

@@ -354,11 +354,27 @@ def test_list_opts_names_the_options_openstack_uses():
 def test_list_opts_types_match_specs():
     from oslo_config import cfg
 
-    kinds = {"str": cfg.StrOpt, "int": cfg.IntOpt, "float": cfg.FloatOpt, "bool": cfg.BoolOpt}
+    kinds = {
+        "str": cfg.StrOpt,
+        "int": cfg.IntOpt,
+        "float": cfg.FloatOpt,
+        "bool": cfg.BoolOpt,
+        "list": cfg.ListOpt,
+    }
     specs = {(spec.group, spec.name): spec for spec in OPTIONS}
     for group, opts in list_opts():
         for opt in opts:
             assert type(opt) is kinds[specs[(group, opt.name)].type], opt.name
+
+
+def test_list_option_from_environment_and_file(tmp_path):
+    from_env = load_settings(environ={"MANAGERCTL_COLLECTOR_TOPICS": "compute, network,"})
+    assert from_env.collector_topics == ["compute", "network"]
+    conf = tmp_path / "m.conf"
+    conf.write_text("[DEFAULT]\ncollector_topics = volume,backup\n")
+    from_file = load_settings([str(conf)], environ={})
+    assert from_file.collector_topics == ["volume", "backup"]
+    assert load_settings(environ={}).collector_topics == ["hostinfo"]
 
 
 def test_host_sample_default_is_not_this_machine():
