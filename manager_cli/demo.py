@@ -90,7 +90,9 @@ def rpc_part(url: str) -> None:
         print(f"(service pid {service.pid} is up)")
         _banner("RPC round trips with managerctl")
         run("ping", DEMO_HOST, "--topic", "hostinfo", env=env)
-        run("call", DEMO_HOST, "echo", "value=hello from managerctl", "--topic", "hostinfo", env=env)
+        run(
+            "call", DEMO_HOST, "echo", "value=hello from managerctl", "--topic", "hostinfo", env=env
+        )
         run("call", DEMO_HOST, "get_facts", "--topic", "hostinfo", "-f", "table", env=env)
         _banner("a remote failure comes back as exit 1, with the remote error")
         code = run("call", DEMO_HOST, "fail", "--topic", "hostinfo", env=env, check=False)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 # scheme://user:password@host -> scheme://user:***@host, for any URL inside any text.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s,]*:)(?P<password>[^\s,]*)@"
-)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s,]*:)(?P<password>[^\s,]*)@")
 # host lists of multi-host URLs: ",user:password@host2"
 _LIST_PASSWORD = re.compile(r"(?P<head>,[^:/@\s,]*:)(?P<password>[^\s,]*)@")
 

@@ -46,12 +46,12 @@ def parse_args_json(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise BadInputError(
-            f"--args-json is not valid JSON: {exc}", hint='give an object, e.g. \'{"a": 1}\''
+            f"--args-json is not valid JSON: {exc}", hint="give an object, e.g. '{\"a\": 1}'"
         ) from None
     if not isinstance(value, dict):
         raise BadInputError(
             f"--args-json must be a JSON object, not a {type(value).__name__}",
-            hint='give an object, e.g. \'{"a": 1}\'',
+            hint="give an object, e.g. '{\"a\": 1}'",
         )
     for key in value:
         if not str(key).isidentifier():
