@@ -41,7 +41,7 @@ LOG = logging.getLogger(__name__)
 CONSUMER_CHECK_TTL = 2.0
 # After this much idle time the connection may have been dropped (missed heartbeats): poll it once
 # before publishing, so a dead socket is found and replaced instead of swallowing the request.
-IDLE_PROBE_AFTER = 5.0
+IDLE_PROBE_AFTER = 1.0
 REPLY_DEDUP_SIZE = 16
 _CALL_KEYS = frozenset(
     {
@@ -219,7 +219,16 @@ class PendingCall:
 
 
 class RPCClient:
-    """Call and cast to oslo.messaging RPC servers (or managerctl ones) over RabbitMQ."""
+    """Call and cast to oslo.messaging RPC servers (or managerctl ones) over RabbitMQ.
+
+    ``timeout`` is the default for calls (oslo's ``rpc_response_timeout``).
+    ``allowed_remote_exmods`` lists the modules whose exceptions are rebuilt as themselves;
+    others come back as RemoteError. ``check_consumers`` asks the broker, before a call or a
+    cast to a server, whether anyone consumes the target queue (PROTOCOL.md §11).
+    ``exclusive`` makes the reply queue exclusive and auto-delete, for one-shot processes: the
+    broker removes it even if the process dies. The connection opens at the first use (or
+    ``connect()``); ``close()`` deletes the reply queue and closes it.
+    """
 
     def __init__(
         self,
@@ -244,7 +253,8 @@ class RPCClient:
         self._check_channel: Any = None  # passive declares; a 404 closes it
         self._reply_q: str | None = None
         self._consuming = False
-        self._declared: set[str] = set()  # exchanges declared on this connection
+        self._declared: set[str] = set()  # exchanges declared on the call channel
+        self._cast_declared: set[str] = set()  # ... and on the cast channel
         self._consumers_ok: dict[str, float] = {}
         self._properties: dict[str | None, pika.BasicProperties] = {}
         self._calls: dict[str, _Call] = {}
@@ -281,6 +291,11 @@ class RPCClient:
             with contextlib.suppress(_CONNECTION_ERRORS):
                 connection.close()
 
+    def connect(self) -> None:
+        """Connect now rather than at the first call, to report a broker problem early."""
+        with self._lock:
+            self._ready()
+
     @property
     def reply_queue(self) -> str | None:
         """The name of this client's reply queue, once it has made a call."""
@@ -291,16 +306,23 @@ class RPCClient:
     def _connect(self) -> None:
         if self._closed:
             raise UnavailableError("this RPC client is closed")
+        if self._calls:
+            # Whether a request sent on the lost connection got through cannot be known, and
+            # a broker restart takes the reply queue with it: fail the calls now rather than
+            # let them wait out their timeouts.
+            for call in self._calls.values():
+                call.fail(
+                    UnavailableError(
+                        f"the connection to the broker was lost while {call.method} was "
+                        f"waiting for {call.target}; it may or may not have run"
+                    )
+                )
+            self._calls.clear()
+        # An exclusive reply queue died with the old connection; _open_channel declares it again
+        # under the same name, so a request re-sent by _publish still names a live queue.
         self._connection = transport.connect(self.url, self.options)
         self._cast_channel = self._check_channel = None
-        self._declared.clear()
         self._last_io = time.monotonic()
-        if self._reply_q is not None and self.exclusive:
-            # The exclusive queue died with the old connection, and any reply in it.
-            self._reply_q = None
-            for call in list(self._calls.values()):
-                call.fail(UnavailableError("the connection to the broker was lost"))
-            self._calls.clear()
         self._open_channel()
 
     def _open_channel(self) -> None:
@@ -308,9 +330,18 @@ class RPCClient:
         channel = self._connection.channel()
         channel.add_on_return_callback(self._on_return)
         self._channel = channel
+        self._declared.clear()
         self._consuming = False
         if self._reply_q is not None:
-            self._start_replies()
+            try:
+                self._start_replies()
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 405:  # RESOURCE_LOCKED
+                    raise
+                # The broker still holds the old connection and its exclusive queue: take a
+                # new name (calls in flight were failed already).
+                self._reply_q = None
+                self._open_channel()
 
     def _reset(self) -> None:
         connection, self._connection = self._connection, None
@@ -325,6 +356,9 @@ class RPCClient:
         if connection is None or not connection.is_open or self._channel is None:
             self._reset()
             self._connect()
+        elif not self._channel.is_open:
+            # The broker closed it (a publish to a vanished exchange, say): replies too.
+            self._open_channel()
         elif time.monotonic() - self._last_io > IDLE_PROBE_AFTER:
             try:
                 connection.process_data_events(0)
@@ -350,12 +384,13 @@ class RPCClient:
         return props
 
     def _declare_exchange(self, exchange: str, *, for_cast: bool = False) -> None:
-        """Declare the control exchange once per connection, as oslo does before publishing.
+        """Declare the control exchange before the first publish on a channel, as oslo does.
 
         If it exists with other flags (durable, say) the broker answers 406 and closes the
         channel; publishing to it works all the same, so reopen the channel and go on.
         """
-        if exchange in self._declared:
+        declared = self._cast_declared if for_cast else self._declared
+        if exchange in declared:
             return
         channel = self._cast_channel if for_cast else self._channel
         try:
@@ -368,12 +403,13 @@ class RPCClient:
                 self._open_cast_channel()
             else:
                 self._open_channel()
-        self._declared.add(exchange)
+        (self._cast_declared if for_cast else self._declared).add(exchange)
 
     def _open_cast_channel(self) -> None:
         channel = self._connection.channel()
         channel.confirm_delivery()
         self._cast_channel = channel
+        self._cast_declared.clear()
 
     # -- consumer check (PROTOCOL.md §11) ----------------------------------------------------
 
@@ -461,7 +497,11 @@ class RPCClient:
             now = time.monotonic()
             if limit is not None and limit < deadline:
                 if now >= limit:
-                    raise call.timeout_error()
+                    raise CallTimeoutError(
+                        f"no reply to {call.method} from {call.target} yet "
+                        f"({now - call.started:.3g}s after the call)",
+                        hint="the call is still pending; ask for its result again",
+                    )
                 deadline = limit
             elif now >= deadline:
                 self._calls.pop(call.msg_id, None)
@@ -536,14 +576,19 @@ class RPCClient:
             timeout,
             call_monitor_timeout,
         )
-        self._calls[msg_id] = call
-        # Calls go out mandatory, without publisher confirms: a confirm is one more blocking
-        # round trip per call and serialises call_many (pika's BlockingChannel waits for each
-        # one), which cost about a third of sequential throughput when measured (see
-        # bench/bench_rpc.py). A call waits for its reply anyway, and the broker sends a
-        # basic.return (handled by _on_return) before any reply could come, so an unroutable
-        # request still fails at once. Casts, which wait for nothing, do use confirms.
+        # Calls go out mandatory, without publisher confirms. pika's BlockingChannel can only
+        # wait for each confirm before the next publish: one more round trip per call, which
+        # cost from 5% to half of sequential throughput in our runs (bench/bench_rpc.py, row
+        # "raw pika + confirms"; the less loaded the machine, the more it costs), and it would
+        # turn call_many back into one call at a time. Confirms would buy little: a call
+        # waits for its reply anyway, and the broker sends basic.return (see _on_return)
+        # before any reply could come, so an unroutable request still fails at once; a nack
+        # (a broker-internal failure) shows as a timeout. Casts, which wait for nothing else,
+        # do use confirms.
         self._publish(exchange, routing_key, body, self._props(timeout))
+        # Registered once sent (a reconnect in _publish fails the calls it finds waiting);
+        # replies and returns are only dispatched later, by process_data_events.
+        self._calls[msg_id] = call
         return call
 
     # -- public API ------------------------------------------------------------------------
@@ -764,8 +809,8 @@ class RPCClient:
             call = _Broadcast(
                 self, msg_id, f"fanout exchange {exchange!r}", method, timeout, expect, stop_when
             )
-            self._calls[msg_id] = call
             self._publish(exchange, "", body, self._props(timeout), fanout=True)
+            self._calls[msg_id] = call
             try:
                 while not call.done:
                     remaining = call.deadline - time.monotonic()

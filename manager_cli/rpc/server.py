@@ -73,7 +73,15 @@ class _Job:
 
 
 class RPCServer:
-    """Serve a dispatcher's endpoints on ``topic`` as ``server``, the way oslo's servers do."""
+    """Serve a dispatcher's endpoints on ``topic`` as ``server``, the way oslo's servers do.
+
+    ``exchange`` overrides ``options.control_exchange``. ``executor_threads`` methods run at
+    once; as many more requests may wait, unacked, in the server (``basic_qos``; oslo's
+    ``rabbit_qos_prefetch_count`` replaces that bound when set). ``on_error(exc, request)`` is
+    told of every failed request: a method that raised, a dispatch error, or a malformed
+    message (``request`` None); it runs on a worker or the I/O thread and must not block.
+    Requests larger than ``max_message_bytes`` are refused.
+    """
 
     def __init__(
         self,
@@ -118,6 +126,7 @@ class RPCServer:
         self._unsent: list[tuple[str, bytes]] = []
         self._returned: dict[str, float] = {}
         self._dead_reply_queues: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._drain_scheduled = False
         self._stopping = False
         self._graceful_deadline = 0.0
         self._stopped = threading.Event()
@@ -137,7 +146,11 @@ class RPCServer:
         if self._started:
             raise RuntimeError("this RPC server was already started")
         self._started = True
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            self._started = False
+            raise
         for number in range(self.executor_threads):
             worker = threading.Thread(
                 target=self._worker, name=f"rpc-{self.topic}-worker-{number}", daemon=True
@@ -437,7 +450,12 @@ class RPCServer:
             if job is None:
                 return
             self._outbox.put((job, self._run(job.request)))
-            self._wake(self._drain_outbox)
+            # One wake-up serves every reply queued before the I/O thread gets to it: under
+            # load this saves a socket write and an epoll round per request. _drain_outbox
+            # clears the flag before it reads the queue, so no reply is left behind.
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                self._wake(self._drain_outbox)
 
     def _run(self, request: wire.Request) -> bytes | None:
         """Dispatch one request; the encoded reply, or None when nobody waits for one."""
@@ -473,6 +491,7 @@ class RPCServer:
     # -- replying (I/O thread) ---------------------------------------------------------------------
 
     def _drain_outbox(self) -> None:
+        self._drain_scheduled = False
         while True:
             try:
                 job, body = self._outbox.get_nowait()

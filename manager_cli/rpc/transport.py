@@ -6,8 +6,8 @@ and maps every connection error, once, to managerctl's taxonomy. The ``declare_*
 oslo's exact flags (PROTOCOL.md §1-2): a queue or exchange declared with other flags than an
 existing one is a 406 that closes the channel.
 
-Passwords never leave this module in clear: ``repr``/``str`` of a URL or host masks them, and no
-error message quotes the raw URL.
+Passwords leave this module in clear only through ``TransportURL.unmasked()``: ``repr``/``str``
+of a URL or host mask them, and no error message quotes the raw URL.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from manager_cli.errors import (
     NoConsumerError,
     RemoteError,
 )
+from manager_cli.rpc import client as client_module
 from manager_cli.rpc import wire
 from manager_cli.rpc.client import RPCClient
 from manager_cli.rpc.dispatcher import RPCDispatcher, Target
@@ -276,7 +277,7 @@ def test_call_to_a_host_nobody_serves_fails_at_once(client):
     started = time.monotonic()
     with pytest.raises(NoConsumerError) as info:
         client.call({}, "whoami", topic=TOPIC, server="nohost", timeout=30)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     assert f"{TOPIC}.nohost" in str(info.value)
     assert "openstack" in str(info.value)
     assert info.value.exit_code == 69
@@ -291,7 +292,7 @@ def test_call_to_a_queue_left_by_a_dead_server_fails_at_once(client, raw):
         started = time.monotonic()
         with pytest.raises(NoConsumerError, match="no consumer"):
             client.call({}, "whoami", topic=TOPIC, server="ghost", timeout=30)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
     finally:
         channel.queue_delete(ghost)
 
@@ -301,7 +302,7 @@ def test_without_the_consumer_check_a_returned_request_still_fails_at_once(url, 
         started = time.monotonic()
         with pytest.raises(NoConsumerError, match="returned"):
             unchecked.call({}, "whoami", topic=TOPIC, server="nohost")
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
         assert unchecked.call({}, "whoami", topic=TOPIC, server="srv1") == "srv1"
 
 
@@ -354,7 +355,7 @@ def test_timeout_names_the_target_and_the_timeout(client):
     with pytest.raises(CallTimeoutError) as info:
         client.call({}, "sleep", topic=TOPIC, server="srv1", args={"seconds": 1.5}, timeout=0.5)
     elapsed = time.monotonic() - started
-    assert 0.5 <= elapsed < 1.2
+    assert 0.5 <= elapsed < 2.0
     assert f"{TOPIC}.srv1" in str(info.value)
     assert "0.5s" in str(info.value)
     assert info.value.exit_code == 75
@@ -378,7 +379,7 @@ def test_call_monitor_times_out_without_heartbeats(client):
         client.call(
             {}, "sleep", topic=TOPIC, server="srv2", args={"seconds": 2}, call_monitor_timeout=1
         )
-    assert time.monotonic() - started < 1.6
+    assert time.monotonic() - started < 1.9
     time.sleep(1.0)  # let srv2 finish before other tests use it
 
 
@@ -447,9 +448,63 @@ def test_broadcast_call_without_expect_waits_the_deadline(client):
 def test_broadcast_call_to_an_unserved_topic_is_empty_at_once(client):
     started = time.monotonic()
     assert client.broadcast_call({}, "whoami", topic=TOPIC + "_nobody", timeout=10) == []
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     # The client is still usable after the 404 on its check channel.
     assert client.call({}, "whoami", topic=TOPIC, server="srv1") == "srv1"
+
+
+class OldStyleServer(threading.Thread):
+    """Replies the way pre-2015 oslo servers did: the result with ``ending: false``, then an
+    empty ``ending: true`` message. Between them it sends a different result under the first
+    reply's ``_unique_id``, which a client must drop as a duplicate."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        super().__init__(daemon=True)
+        host = parse_transport_url(url).hosts[0]
+        self.params = pika.ConnectionParameters(
+            host.hostname,
+            host.port,
+            credentials=pika.PlainCredentials(host.username, host.password),
+        )
+        self.queue = queue
+        self.ready = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        connection = pika.BlockingConnection(self.params)
+        channel = connection.channel()
+        channel.queue_declare(self.queue)
+        channel.queue_bind(self.queue, "openstack", self.queue)
+        props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+
+        def on_request(channel, method, properties, body) -> None:
+            channel.basic_ack(method.delivery_tag)
+            request = wire.parse_request(wire.decode_envelope(body))
+            first = wire.build_reply(request.msg_id, {"answer": 42}, None, ending=False)
+            duplicate = {**first, "result": {"answer": "duplicate"}}
+            last = wire.build_reply(request.msg_id, None, None, ending=True)
+            for message in (first, duplicate, last):
+                channel.basic_publish("", request.reply_q, wire.encode_envelope(message), props)
+
+        tag = channel.basic_consume(self.queue, on_request)
+        self.ready.set()  # only now: the client checks for a consumer before it calls
+        while not self.done.is_set():
+            connection.process_data_events(time_limit=0.05)
+        channel.basic_cancel(tag)
+        channel.queue_delete(self.queue)
+        connection.close()
+
+
+def test_old_two_part_replies_and_duplicate_replies(url, client):
+    old = OldStyleServer(url, f"{TOPIC}.old")
+    old.start()
+    assert old.ready.wait(5)
+    try:
+        for _ in range(3):
+            assert client.call({}, "anything", topic=TOPIC, server="old") == {"answer": 42}
+    finally:
+        old.done.set()
+        old.join(5)
 
 
 # ---------------------------------------------------------------------------
@@ -546,7 +601,8 @@ def test_graceful_stop_finishes_the_running_call_and_requeues_the_rest(rabbitmq,
         with RPCClient(url, timeout=10) as rpc:
             running = rpc.call_async({}, "sleep", topic=topic, server="s", args={"seconds": 1.0})
             waiting = rpc.call_async({}, "sleep", topic=topic, server="s", args={"seconds": 0.01})
-            time.sleep(0.3)  # the first runs; the second waits, unacked, in the server
+            # The first runs; the second waits, unacked, in the server's backlog.
+            assert wait_for(lambda: len(server._jobs) == 1 and len(server._backlog) == 1)
             stopper = threading.Thread(target=server.stop, kwargs={"graceful_timeout": 10})
             stopper.start()
             assert running.result() == 1.0
@@ -565,9 +621,9 @@ def test_graceful_stop_finishes_the_running_call_and_requeues_the_rest(rabbitmq,
             rabbitmq.rabbitmqctl("delete_queue", topic)
 
 
-def _close_server_connection(rabbitmq, server: RPCServer) -> None:
-    """Have the broker close the server's connection (as an operator or a failover would)."""
-    local_port = server._connection._impl._transport._sock.getsockname()[1]
+def _close_connection(rabbitmq, connection: pika.BlockingConnection) -> None:
+    """Have the broker close a connection (as an operator, or a node going down, would)."""
+    local_port = connection._impl._transport._sock.getsockname()[1]
     # The JSON formatter prints pids in a form close_connection does not take: use the tabs.
     listing = rabbitmq.rabbitmqctl("list_connections", "pid", "peer_port", "--silent")
     for line in listing.splitlines():
@@ -588,7 +644,7 @@ def test_server_reconnects_after_losing_its_connection(rabbitmq, url):
     try:
         with RPCClient(url, timeout=10) as rpc:
             assert rpc.call({}, "whoami", topic=topic, server="r") == "r"
-            _close_server_connection(rabbitmq, server)
+            _close_connection(rabbitmq, server._connection)
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -606,6 +662,27 @@ def test_server_reconnects_after_losing_its_connection(rabbitmq, url):
         with contextlib.suppress(Exception):
             rabbitmq.rabbitmqctl("delete_queue", f"{topic}.r")
             rabbitmq.rabbitmqctl("delete_queue", topic)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("probe", [True, False], ids=["idle-probe", "on-publish"])
+def test_client_reconnects_after_losing_its_connection(
+    rabbitmq, url, servers, monkeypatch, exclusive, probe
+):
+    if not probe:  # find the loss on the publish (or the wait), not by the idle probe
+        monkeypatch.setattr(client_module, "IDLE_PROBE_AFTER", 3600.0)
+    with RPCClient(url, timeout=10, exclusive=exclusive) as rpc:
+        for server in ("srv1", "srv2"):
+            assert rpc.call({}, "whoami", topic=TOPIC, server=server) == server
+            before = rpc._connection
+            _close_connection(rabbitmq, before)
+            time.sleep(0.2)  # the broker's Connection.Close is waiting on the socket
+            started = time.monotonic()
+            assert rpc.call({}, "whoami", topic=TOPIC, server=server) == server
+            assert time.monotonic() - started < 2
+            assert rpc._connection is not before
+        reply_queue = rpc.reply_queue
+    assert reply_queue not in queue_names(rabbitmq)
 
 
 def test_exclusive_reply_queue_leaves_nothing_behind(rabbitmq, url, servers):
