@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import socket
 import ssl
 import sys
@@ -29,6 +28,7 @@ from urllib import parse
 import pika
 import pika.exceptions
 
+from .. import redact as _redact
 from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -304,35 +304,8 @@ def parse_transport_url(url: str | TransportURL | None) -> TransportURL:
     )
 
 
-_URL_TOKEN = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
-
-
-def _mask_token(token: str) -> str:
-    scheme, rest = token.split("://", 1)
-    at = rest.rfind("@")
-    if at < 0:
-        return token
-    # Credentials end at the last '@'; the netloc ends at the first '/', '?' or '#' after it.
-    # Erring towards masking too much is fine, leaking is not.
-    end = len(rest)
-    for stop in "/?#":
-        found = rest.find(stop, at + 1)
-        if found >= 0:
-            end = min(end, found)
-    masked = []
-    for piece in rest[:end].split(","):
-        credentials, at_sign, host = piece.rpartition("@")
-        if at_sign and ":" in credentials:
-            piece = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
-        masked.append(piece)
-    return f"{scheme}://{','.join(masked)}{rest[end:]}"
-
-
-def mask_url_passwords(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:pass@host`` in it replaced by ***."""
-    if "://" not in text:
-        return text
-    return _URL_TOKEN.sub(lambda match: _mask_token(match.group(0)), text)
+# One masker for the whole package (manager_cli.redact); re-exported here for the RPC layer.
+mask_url_passwords = _redact.mask_url_passwords
 
 
 # ---------------------------------------------------------------------------
