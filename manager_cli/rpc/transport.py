@@ -40,6 +40,7 @@ DEFAULT_PASSWORD = "guest"
 DEFAULT_HOST = "localhost"
 SCHEMES = ("rabbit", "amqp", "amqps")
 MASK = "***"
+BLOCKED_CONNECTION_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,10 @@ def connection_parameters(
         connection_attempts=1,
         socket_timeout=options.connect_timeout,
         stack_timeout=options.connect_timeout * 2,
+        # Under a memory or disk alarm the broker blocks publishers; without a bound a publish
+        # (a heartbeat, a confirm) would wait forever. pika then closes the connection, which
+        # the callers already handle as a lost connection.
+        blocked_connection_timeout=BLOCKED_CONNECTION_TIMEOUT,
         ssl_options=_ssl_options(host, options) if tls else None,
         client_properties={"connection_name": name},
     )
@@ -357,7 +362,7 @@ def connection_parameters(
 def _failure_reason(exc: BaseException) -> str:
     """A short reason for a failed connection, from pika's nested exceptions."""
     seen = 0
-    while seen < 5:
+    while seen < 8:
         seen += 1
         if isinstance(exc, socket.gaierror):
             return f"cannot resolve the host name ({exc.strerror})"
@@ -365,7 +370,16 @@ def _failure_reason(exc: BaseException) -> str:
             return "timed out"
         if isinstance(exc, OSError) and exc.strerror:
             return exc.strerror.lower()
-        inner = next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+        # pika wraps the socket error: connector errors keep it in .exception, a failed
+        # connection workflow in .exceptions, AMQPConnectionError in args.
+        inner = getattr(exc, "exception", None)
+        if not isinstance(inner, BaseException):
+            nested = getattr(exc, "exceptions", None) or ()
+            inner = nested[-1] if nested and isinstance(nested[-1], BaseException) else None
+        if inner is None:
+            inner = next(
+                (a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None
+            )
         if inner is None:
             break
         exc = inner
