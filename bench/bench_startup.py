@@ -56,9 +56,10 @@ def main() -> None:
             ("bare click group --help", measure([python, script.name, "--help"], options.runs)),
             ("managerctl --help", measure([managerctl, "--help"], options.runs)),
             ("managerctl call --help", measure([managerctl, "call", "--help"], options.runs)),
-            ("managerctl managers list -f json", measure(
-                [managerctl, "managers", "list", "-f", "json"], options.runs
-            )),
+            (
+                "managerctl managers list -f json",
+                measure([managerctl, "managers", "list", "-f", "json"], options.runs),
+            ),
         ]
     finally:
         os.unlink(script.name)

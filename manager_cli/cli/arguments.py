@@ -13,7 +13,7 @@ def parse_value(text: str) -> Any:
     """A value as JSON (42, true, null, [1,2], {"a":1}, "s"), falling back to the plain string."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the decoder
         return text
 
 
@@ -48,6 +48,8 @@ def parse_args_json(text: str | None) -> dict[str, Any]:
         raise BadInputError(
             f"--args-json is not valid JSON: {exc}", hint="give an object, e.g. '{\"a\": 1}'"
         ) from None
+    except RecursionError:
+        raise BadInputError("--args-json is nested too deeply to decode") from None
     if not isinstance(value, dict):
         raise BadInputError(
             f"--args-json must be a JSON object, not a {type(value).__name__}",

@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from ..errors import (
-    ManagerCtlError,
     PartialResultError,
     RemoteError,
     TaskFailedError,
@@ -121,7 +120,7 @@ def _topic(name: str, remote: Remote) -> str:
     return remote.topic or topic_for(name, cls)
 
 
-def _control_failure(exc: BaseException, where: str) -> ManagerCtlError:
+def _control_failure(exc: BaseException, where: str) -> BaseException:
     """A remote failure as the error this CLI reports (exit code included)."""
     from .rpc import _as_remote_error
 
@@ -168,7 +167,7 @@ class Gathered:
 
     topic: str
     rows: list[dict[str, Any]]
-    failures: list[ManagerCtlError]
+    failures: list[BaseException]
     answered: int
     expected: int | None
     missing: list[str]
@@ -234,7 +233,7 @@ def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> 
             stop_when=all_wanted_answered if wanted else None,
         )
     rows: list[dict[str, Any]] = []
-    failures: list[ManagerCtlError] = []
+    failures: list[BaseException] = []
     hosts: set[str] = set()
     for reply in replies:
         if reply.failure is not None:

@@ -51,9 +51,15 @@ def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
     return settings, client
 
 
-def _as_remote_error(exc: BaseException) -> ManagerCtlError:
-    """A remote failure re-raised as its own class, reported as exit 1 with its first line."""
-    if isinstance(exc, ManagerCtlError):
+def _as_remote_error(exc: BaseException) -> BaseException:
+    """A remote failure re-raised as its own class, reported as exit 1 with its first line.
+
+    Only what wire.deserialize_failure rebuilt (it sets ``remote_traceback``) came from the
+    service; any other exception is local (a bug, or a lower-layer error nobody mapped) and is
+    returned as it is, so it reads as an internal error (exit 70), never as the remote method
+    having raised (exit 1).
+    """
+    if isinstance(exc, ManagerCtlError) or not hasattr(exc, "remote_traceback"):
         return exc
     first_line = (str(exc).splitlines() or [""])[0]
     return RemoteError(type(exc).__name__, first_line, getattr(exc, "remote_traceback", None))

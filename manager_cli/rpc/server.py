@@ -30,7 +30,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from ..errors import ConfigError, ManagerCtlError
+from ..errors import BadInputError, ConfigError, ManagerCtlError
 from . import transport, wire
 from .dispatcher import DispatchError, RPCDispatcher
 
@@ -466,6 +466,11 @@ class RPCServer:
             LOG.warning("%s", exc)
             self._report(exc, request)
             result, failure = None, wire.serialize_failure(exc, module=exc.wire_module)
+        except BadInputError as exc:
+            # The caller's mistake (an unknown task name, say): one line, no traceback.
+            LOG.info("%s refused: %s", request.method, exc)
+            self._report(exc, request)
+            result, failure = None, wire.serialize_failure(exc)
         except Exception as exc:
             LOG.exception("%s raised", request.method)
             self._report(exc, request)
