@@ -71,16 +71,20 @@ managerctl_setup() {
         printf '%s\n' "$want" >"$stamp"
     fi
 
-    # man-db renders the man pages in the tests (man --warnings).
-    command -v man >/dev/null 2>&1 || _apt_install man-db groff-base
-
-    if ! _have_rabbitmq; then
-        _apt_install rabbitmq-server
-        _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"
+    # Debian packages, installed in one apt-get run: the broker always (the demo and the tests
+    # start throwaway nodes); PostgreSQL and man-db only for the tests (shared-store tests, man
+    # page rendering checks).
+    local missing=()
+    _have_rabbitmq || missing+=(rabbitmq-server)
+    if [ "${1:-}" = "--for-tests" ]; then
+        _have_postgres || missing+=(postgresql)
+        command -v man >/dev/null 2>&1 || missing+=(man-db groff-base)
     fi
-
-    if ! _have_postgres; then
-        _apt_install postgresql
+    if [ "${#missing[@]}" -gt 0 ]; then
+        _apt_install "${missing[@]}"
+    fi
+    _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"
+    if [ "${1:-}" = "--for-tests" ]; then
         _have_postgres || _die "PostgreSQL (initdb) still not found after apt-get install"
     fi
 }

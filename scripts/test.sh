@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/_setup.sh
 . scripts/_setup.sh
-managerctl_setup
+managerctl_setup --for-tests
 
 _say "ruff check ."
 ruff_rc=0
