@@ -25,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from .context import get_admin_context
-from .errors import ManagerCtlError, TaskFailedError
+from .errors import ManagerCtlError, TaskFailedError, UnavailableError
 from .manager import SCHEDULER_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
 from .rpc.dispatcher import Target
 
@@ -390,9 +390,22 @@ class Service:
             waker.set()
 
     def wait(self) -> None:
-        """Block until request_stop() is called."""
+        """Block until request_stop() is called; raise UnavailableError if the RPC server
+        stopped on its own.
+
+        A server whose I/O thread died consumes nothing any more: rather than linger as a
+        process that looks alive and serves nobody, the service fails (exit 69 from `serve`),
+        so that a supervisor can restart it.
+        """
         while not self._stopping.wait(0.5):
-            pass
+            server_stopped = getattr(self._server, "wait", None)
+            if server_stopped is not None and server_stopped(0) and not self._stopping.is_set():
+                LOG.error("the RPC server stopped on its own; stopping the service")
+                raise UnavailableError(
+                    f"the RPC server of {self.manager.service_name} on topic {self.topic} "
+                    "stopped on its own and consumes nothing any more",
+                    hint="the log says why; restart the service",
+                )
 
     def stop(self) -> None:
         """Stop consuming, let in-flight calls finish (graceful timeout), then close."""
