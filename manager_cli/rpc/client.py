@@ -218,6 +218,18 @@ class PendingCall:
         return self._call.client._result(self._call, timeout)
 
 
+def _abort(connection: pika.BlockingConnection) -> None:
+    """Drop a connection's socket without the AMQP close handshake (nothing waits on it)."""
+    transport_ = getattr(getattr(connection, "_impl", None), "_transport", None)
+    try:
+        if transport_ is not None:
+            transport_.abort()
+        else:
+            connection.close()
+    except Exception:  # the socket is going away either way; the process may be exiting
+        LOG.debug("aborting the broker connection failed", exc_info=True)
+
+
 class RPCClient:
     """Call and cast to oslo.messaging RPC servers (or managerctl ones) over RabbitMQ.
 
@@ -261,6 +273,7 @@ class RPCClient:
         self._seen: collections.deque[str] = collections.deque(maxlen=REPLY_DEDUP_SIZE)
         self._last_io = 0.0
         self._closed = False
+        self._timed_out = False
 
     # -- context manager -------------------------------------------------------------------
 
@@ -279,13 +292,21 @@ class RPCClient:
             connection, self._connection = self._connection, None
             if connection is None or not connection.is_open:
                 return
+            if self.exclusive and self._timed_out:
+                # After a timeout the connection may be silent, and a graceful close waits for
+                # the broker without a bound (until the AMQP heartbeat gives up, ~2 min). The
+                # exclusive reply queue dies with the connection, so just drop the socket.
+                _abort(connection)
+                return
             try:
-                if self._reply_q and self._channel is not None and self._channel.is_open:
-                    # Cancel first: deleting a consumed queue makes the broker cancel the
-                    # consumer, and pika then warns about it when the channel closes.
-                    for tag in list(self._channel.consumer_tags):
-                        self._channel.basic_cancel(tag)
-                    self._channel.queue_delete(self._reply_q)
+                # Cancel first: deleting a consumed queue makes the broker cancel the consumer,
+                # and pika then warns about it when the channel closes. An exclusive queue
+                # needs neither: the broker drops it with the connection.
+                channel = self._channel
+                if self._reply_q and not self.exclusive and channel is not None and channel.is_open:
+                    for tag in list(channel.consumer_tags):
+                        channel.basic_cancel(tag)
+                    channel.queue_delete(self._reply_q)
             except _CONNECTION_ERRORS:
                 LOG.debug("could not delete reply queue %s", self._reply_q)
             with contextlib.suppress(_CONNECTION_ERRORS):
@@ -506,6 +527,8 @@ class RPCClient:
             elif now >= deadline:
                 self._calls.pop(call.msg_id, None)
                 call.fail(call.timeout_error())
+                # The link itself may be what went silent: close() must not wait on it.
+                self._timed_out = True
                 return
             try:
                 self._connection.process_data_events(time_limit=deadline - now)

@@ -316,16 +316,19 @@ class RPCServer:
                 break
             try:
                 self._setup()
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                # Whatever failed (a mapped connection error, a handshake timeout, a channel
+                # error while declaring), the service must keep trying, never lose its I/O
+                # thread and linger with no consumers.
+                self._host_offset += 1
+                delay = min(
+                    delay + self.options.rabbit_retry_backoff, self.options.rabbit_interval_max
+                )
                 LOG.warning(
                     "reconnecting to %s failed (%s); next try in %gs",
                     self.url.host_list(),
                     transport.mask_url_passwords(str(exc) or type(exc).__name__),
                     delay,
-                )
-                self._host_offset += 1
-                delay = min(
-                    delay + self.options.rabbit_retry_backoff, self.options.rabbit_interval_max
                 )
                 continue
             LOG.info("reconnected to the broker; consuming %s again", ", ".join(self.queues))

@@ -27,6 +27,7 @@ from urllib import parse
 
 import pika
 import pika.exceptions
+from pika.adapters.utils import connection_workflow
 
 from .. import redact as _redact
 from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
@@ -349,7 +350,8 @@ def connection_parameters(
         heartbeat=int(options.heartbeat_timeout_threshold),
         connection_attempts=1,
         socket_timeout=options.connect_timeout,
-        stack_timeout=options.connect_timeout * 2,
+        # The whole connect (TCP, TLS, AMQP handshake) within connect_timeout, as documented.
+        stack_timeout=options.connect_timeout,
         # Under a memory or disk alarm the broker blocks publishers; without a bound a publish
         # (a heartbeat, a confirm) would wait forever. pika then closes the connection, which
         # the callers already handle as a lost connection.
@@ -386,6 +388,10 @@ def _failure_reason(exc: BaseException) -> str:
     return mask_url_passwords(type(exc).__name__)
 
 
+# A handshake that times out surfaces as a connector error, which is neither an AMQPError nor
+# an OSError.
+_CONNECTOR_ERRORS = connection_workflow.AMQPConnectorException
+
 _AUTH_ERRORS = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
 
 
@@ -420,7 +426,7 @@ def connect(
                 refused.append(f"{host.address} refused access ({exc.reply_code})")
             else:
                 unreachable.append(f"{host.address} ({exc.reply_code} {exc.reply_text})")
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except (pika.exceptions.AMQPError, OSError, _CONNECTOR_ERRORS) as exc:
             unreachable.append(f"{host.address} ({_failure_reason(exc)})")
         else:
             LOG.debug("connected to %s as %s", host.address, name)

@@ -31,11 +31,6 @@ from manager_cli.rpc.transport import RabbitOptions
 
 # What the test process lets a command's own start-up and clean-up take beyond a bound.
 SLACK = 2.0
-CLOSE_BUG = (
-    "rpc/client.py RPCClient.close(): basic_cancel, queue_delete and connection.close wait for "
-    "broker answers without a bound; on a silent connection close() blocks until the AMQP "
-    "heartbeat gives up (~2 min with heartbeat 60)"
-)
 
 
 @pytest.fixture
@@ -127,7 +122,6 @@ def test_a_blackhole_under_a_waiting_call_raises_the_timeout_on_time(
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSE_BUG)
 def test_a_blackhole_under_a_waiting_call_never_holds_the_cli_past_its_timeout(
     served, rabbitmq, broker_url, fault_proxy
 ):
@@ -249,12 +243,6 @@ def test_a_service_survives_cuts_without_repeating_or_losing_work(
     assert service.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rpc/server.py _reconnect() retries only _CONNECTION_ERRORS and rpc/transport.py "
-    "connect() lets pika's AMQPConnectorStackTimeout escape: the reconnect attempt into the "
-    "silent link kills the RPC server's I/O thread, and the service never consumes again",
-)
 def test_a_service_behind_a_silent_link_reconnects_once_it_heals(
     served, rabbitmq, broker_url, fault_proxy
 ):

@@ -37,10 +37,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "capabilities show --live": ("capabilities", "show", "--live", "--topic", TOPIC),
     "capabilities publish": ("capabilities", "publish", "--topic", TOPIC),
 }
-BLACKHOLE_BUG = (
-    "rpc/transport.py connect(): pika's AMQPConnectorStackTimeout (AMQP handshake timed out) is "
-    "not mapped to BrokerUnreachableError, and stack_timeout is 2 x connect_timeout"
-)
 
 
 def env_for(url: str, tmp_path, **extra: str) -> dict[str, str]:
@@ -94,7 +90,6 @@ def test_unreachable_broker_exits_69_at_once(command, kind, garbage_port, blackh
     assert SECRET not in run.stdout + run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=BLACKHOLE_BUG)
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_blackholed_broker_exits_69_within_the_configured_connect_timeout(
     command, garbage_port, blackhole_port, tmp_path
@@ -105,7 +100,6 @@ def test_blackholed_broker_exits_69_within_the_configured_connect_timeout(
     assert_unavailable(run, 0.5 + START_UP, names=names)
 
 
-@pytest.mark.xfail(strict=True, reason=BLACKHOLE_BUG)
 def test_blackholed_broker_exits_69_within_the_default_connect_timeout(
     garbage_port, blackhole_port, tmp_path
 ):
