@@ -75,6 +75,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         2.0,
         "Seconds to wait for the broker to accept a connection before giving up on a host.",
     ),
+    OptionSpec(
+        "max_message_size",
+        "int",
+        1024 * 1024,
+        "Largest request body (bytes) a served manager accepts; larger ones get a "
+        "MessageTooLarge error reply. oslo.messaging servers have no such limit: raise it if "
+        "your clients send bigger payloads.",
+    ),
     OptionSpec("periodic_enable", "bool", True, "Run periodic tasks in served managers."),
     OptionSpec(
         "periodic_fuzzy_delay",

@@ -191,6 +191,7 @@ def _default_server_factory(settings: Any) -> Callable[..., Any]:
         from .rpc.server import RPCServer
         from .rpc.transport import RabbitOptions
 
+        kwargs.setdefault("max_message_bytes", int(settings.max_message_size))
         return RPCServer(
             settings.transport_url, options=RabbitOptions(**rabbit_options(settings)), **kwargs
         )

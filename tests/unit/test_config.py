@@ -390,3 +390,11 @@ def test_rabbit_options_include_transport_settings(nova_conf):
     assert options["control_exchange"] == "nova"
     assert options["connect_timeout"] == 2.0
     assert "transport_url" not in options
+
+
+def test_max_message_size_default_is_the_servers():
+    from manager_cli.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+
+    assert load_settings(environ={}).max_message_size == DEFAULT_MAX_MESSAGE_BYTES
+    raised = load_settings(environ={"MANAGERCTL_MAX_MESSAGE_SIZE": "16777216"})
+    assert raised.max_message_size == 16 * 1024 * 1024
