@@ -17,7 +17,7 @@ from manager_cli.testing.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
 
 BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url"})
 
-# Set MANAGERCTL_FAIL_ON_LEAKS=1 to turn the leak warning into a failed run.
+# A leaked reply or managerctl queue fails the run; MANAGERCTL_FAIL_ON_LEAKS=0 only warns.
 _LEAKS_KEY = pytest.StashKey[list]()
 _USED_KEY = pytest.StashKey[bool]()
 
@@ -113,5 +113,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     leaks = session.config.stash.get(_LEAKS_KEY, [])
-    if leaks and exitstatus == 0 and os.environ.get("MANAGERCTL_FAIL_ON_LEAKS") == "1":
+    if leaks and exitstatus == 0 and os.environ.get("MANAGERCTL_FAIL_ON_LEAKS", "1") != "0":
         session.exitstatus = 1
