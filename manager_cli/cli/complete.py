@@ -8,6 +8,7 @@ Module level imports stay light (click and the stdlib) because the command modul
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -193,18 +194,50 @@ def hosts_file() -> Path:
     return Path(xdg) / "managerctl" / "hosts"
 
 
-def known_hosts() -> list[str]:
-    """Hosts from the hosts file: one a line, ``#`` starts a comment.
+def _store_path() -> str | None:
+    """The local SQLite store, if that is where capabilities and heartbeats are kept."""
+    configured = os.environ.get("MANAGERCTL_CAPABILITIES_STORE", "")
+    if configured.startswith("sqlite:///"):
+        return configured[len("sqlite:///") :]  # sqlite:////abs/path, sqlite:///rel/path
+    if configured and "://" not in configured:
+        return configured
+    if configured:  # a shared database: not worth a network round trip on TAB
+        return None
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(state_home, "managerctl", "capabilities.sqlite")
 
-    A placeholder for the capabilities/services store: once the last-known services are kept
-    locally, hosts come from there. Never a live broker round trip, which would make TAB slow.
-    """
+
+def _store_hosts() -> set[str]:
+    """Hosts the collector has seen (services and capabilities), read-only, never blocking."""
+    path = _store_path()
+    if not path or not os.path.exists(path):
+        return set()
+    import sqlite3
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        ) as db:
+            rows = db.execute(
+                "SELECT host FROM managerctl_services UNION SELECT host FROM managerctl_capabilities"
+            ).fetchall()
+    except sqlite3.Error:
+        return set()
+    return {str(row[0]) for row in rows if row[0]}
+
+
+def known_hosts() -> list[str]:
+    """Last-known hosts: those in the local store, plus the hosts file (one a line, ``#``
+    starts a comment). Never a live broker round trip, which would make TAB slow."""
+    hosts = _store_hosts()
     try:
         text = hosts_file().read_text(encoding="utf-8")
     except OSError:
-        return []
-    hosts = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return sorted({host for host in hosts if host})
+        text = ""
+    hosts.update(line.split("#", 1)[0].strip() for line in text.splitlines())
+    return sorted(host for host in hosts if host)
 
 
 @_quiet
