@@ -94,6 +94,10 @@ def rpc_part(url: str) -> None:
             "call", DEMO_HOST, "echo", "value=hello from managerctl", "--topic", "hostinfo", env=env
         )
         run("call", DEMO_HOST, "get_facts", "--topic", "hostinfo", "-f", "table", env=env)
+        _banner("the running service's periodic tasks, driven remotely")
+        run("run-periodic", "hostinfo", "--host", DEMO_HOST, "--task", "gather_cpu", env=env)
+        run("periodic", "list", "hostinfo", "--host", DEMO_HOST, env=env)
+        run("ping", "--all", "--topic", "hostinfo", "--expect", "1", env=env)
         _banner("a remote failure comes back as exit 1, with the remote error")
         code = run("call", DEMO_HOST, "fail", "--topic", "hostinfo", env=env, check=False)
         print(f"(exit {code})")
@@ -108,8 +112,10 @@ def rpc_part(url: str) -> None:
         except subprocess.TimeoutExpired:
             service.kill()
             _, log = service.communicate()
-        print(f"(service exited {service.returncode}); its log:")
-        for line in (log or "").splitlines()[-12:]:
+        print(f"(service exited {service.returncode}); its log, without tracebacks:")
+        # Log records start with a date; traceback lines (of the deliberate failure) do not.
+        records = [line for line in (log or "").splitlines() if line[:2].isdigit()]
+        for line in records[-14:]:
             print("  " + mask_url_passwords(line))
 
 
