@@ -636,22 +636,19 @@ class RPCClient:
         RemoteError; NoConsumerError when nobody consumes the target; CallTimeoutError.
         """
         with self._lock:
-            call = self._send_call(
+            pending = self.call_async(
                 context,
                 method,
-                topic,
-                server,
-                args,
-                version,
-                namespace,
-                exchange,
-                timeout,
-                call_monitor_timeout,
+                topic=topic,
+                server=server,
+                args=args,
+                version=version,
+                namespace=namespace,
+                exchange=exchange,
+                timeout=timeout,
+                call_monitor_timeout=call_monitor_timeout,
             )
-            self._wait(call)
-            if call.error is not None:
-                raise call.error
-            return call.value
+            return pending.result()
 
     def call_async(
         self,
