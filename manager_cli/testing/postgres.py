@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ._local import LOOPBACK, chown_tree, port_accepts, tail
 from .rabbitmq import free_port
 
 __all__ = ["PostgresServer", "ensure_postgres_installed"]
 
-LOOPBACK = "127.0.0.1"
 SUPERUSER = "postgres"
 INSTALL_HINT = (
     "PostgreSQL is not installed. On Debian/Ubuntu install it with "
@@ -72,14 +71,6 @@ def ensure_postgres_installed() -> str:
         ):
             return directory
     raise RuntimeError(INSTALL_HINT)
-
-
-def _tail(path: str, lines: int = 30) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
 
 
 class PostgresServer:
@@ -135,15 +126,6 @@ class PostgresServer:
             ) from None
         return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
-    def _chown(self, path: str) -> None:
-        if os.geteuid() != 0:
-            return
-        user = pwd.getpwnam(SUPERUSER)
-        for root, dirs, files in os.walk(path):
-            os.chown(root, user.pw_uid, user.pw_gid)
-            for name in dirs + files:
-                os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
-
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
@@ -156,11 +138,7 @@ class PostgresServer:
         """True when the server we started is alive and its port accepts connections."""
         if self._proc is None or self._proc.poll() is not None:
             return False
-        try:
-            with socket.create_connection((LOOPBACK, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return port_accepts(self.port)
 
     def start(self, timeout: float = 60) -> PostgresServer:
         """initdb (first time), start the server and wait until it accepts queries."""
@@ -171,7 +149,7 @@ class PostgresServer:
             self._dir = tempfile.mkdtemp(prefix="managerctl-pg-")
             os.chmod(self._dir, 0o755)
             os.mkdir(os.path.join(self._dir, "data"), 0o700)
-            self._chown(self._dir)
+            chown_tree(self._dir, SUPERUSER)
             init = subprocess.run(
                 [
                     self._tool("initdb"),
@@ -198,7 +176,6 @@ class PostgresServer:
                 raise RuntimeError(f"initdb failed with code {init.returncode}:\n{output}")
         assert self._dir is not None and self.data_dir is not None
         self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in _kill
-        self._chown(self.log_file)
         self._proc = subprocess.Popen(
             [
                 self._tool("postgres"),
@@ -249,10 +226,10 @@ class PostgresServer:
                 timeout=10,
             )
             return result.returncode == 0
-        return "ready to accept connections" in _tail(self.log_file or "", 200)
+        return "ready to accept connections" in tail(self.log_file or "", 200)
 
     def _fail(self, message: str) -> None:
-        detail = f"\n--- tail of {self.log_file} ---\n{_tail(self.log_file or '')}"
+        detail = f"\n--- tail of {self.log_file} ---\n{tail(self.log_file or '', 30)}"
         self._kill()
         if not self.keep_data:
             self._cleanup()

@@ -21,7 +21,6 @@ import atexit
 import contextlib
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -33,9 +32,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from ._local import LOOPBACK, chown_tree, port_accepts, tail
+
 __all__ = ["RabbitMQNode", "ensure_rabbitmq_installed", "free_port"]
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_NAME_PREFIX = "managerctl-test"
 INSTALL_HINT = (
     "rabbitmq-server is not installed. On Debian/Ubuntu install it with "
@@ -87,14 +87,6 @@ def _free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _tail(path: str, lines: int = 40) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -341,20 +333,7 @@ class RabbitMQNode:
         open(os.path.join(path, "rabbitmq-env.conf"), "w").close()
         os.mkdir(os.path.join(path, "conf.d"))
         self._dir = path
-        self._chown_for_rabbitmq(path)
-
-    @staticmethod
-    def _chown_for_rabbitmq(path: str) -> None:
-        if os.geteuid() != 0:
-            return
-        try:
-            user = pwd.getpwnam("rabbitmq")
-        except KeyError:
-            return
-        for root, dirs, files in os.walk(path):
-            os.chown(root, user.pw_uid, user.pw_gid)
-            for name in dirs + files:
-                os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
+        chown_tree(path, "rabbitmq")
 
     def env(self) -> dict[str, str]:
         """Environment for rabbitmq-server / rabbitmqctl aimed at this node."""
@@ -395,11 +374,7 @@ class RabbitMQNode:
         """True when the node process we started is alive and its AMQP port accepts."""
         if self._proc is None or self._proc.poll() is not None:
             return False
-        try:
-            with socket.create_connection((LOOPBACK, self._port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return port_accepts(self._port)
 
     def start(self, timeout: float = 60) -> RabbitMQNode:
         """Start the node and wait until an AMQP client can log in; return self."""
@@ -442,9 +417,9 @@ class RabbitMQNode:
 
     def _fail(self, message: str) -> None:
         log, node_log = self.log_file, self.node_log_file
-        detail = f"\n--- tail of {log} ---\n{_tail(log)}"
+        detail = f"\n--- tail of {log} ---\n{tail(log)}"
         if node_log and os.path.exists(node_log):
-            detail += f"\n--- tail of {node_log} ---\n{_tail(node_log)}"
+            detail += f"\n--- tail of {node_log} ---\n{tail(node_log)}"
         self._kill()
         if not self.keep_data:
             self._cleanup()
