@@ -702,7 +702,7 @@ class CapabilityStore:
         return [{**json.loads(record), "updated_at": float(updated)} for record, updated in rows]
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///path`` URL (or a plain path); None for other URLs."""
     if "://" not in url:
         return Path(url).expanduser()
@@ -744,7 +744,7 @@ def open_store(
     if url is None or url == "":
         path: Path | None = Path(default_path) if default_path else default_store_path()
     else:
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
     if path is not None:
         if must_exist and not path.exists():
             raise UnavailableError(

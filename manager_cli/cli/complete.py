@@ -194,19 +194,18 @@ def hosts_file() -> Path:
     return Path(xdg) / "managerctl" / "hosts"
 
 
-def _store_path() -> str | None:
+def _store_path() -> Path | None:
     """The local SQLite store, if that is where capabilities and heartbeats are kept."""
-    configured = os.environ.get("MANAGERCTL_CAPABILITIES_STORE", "")
-    if configured.startswith("sqlite:///"):
-        return configured[len("sqlite:///") :]  # sqlite:////abs/path, sqlite:///rel/path
-    if configured and "://" not in configured:
-        return configured
-    if configured:  # a shared database: not worth a network round trip on TAB
+    from ..capabilities import default_store_path, sqlite_path, store_url_from
+    from ..errors import BadInputError
+
+    url = store_url_from()
+    if url is None:
+        return default_store_path()
+    try:
+        return sqlite_path(url)  # None for a shared database: no network round trip on TAB
+    except BadInputError:
         return None
-    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return os.path.join(state_home, "managerctl", "capabilities.sqlite")
 
 
 def _store_hosts() -> set[str]:
