@@ -187,29 +187,23 @@ def _one_line(exc: BaseException) -> str:
 
 def _default_server_factory(settings: Any) -> Callable[..., Any]:
     def build(**kwargs: Any) -> Any:
-        from .config import rabbit_options
         from .rpc.server import RPCServer
-        from .rpc.transport import RabbitOptions
+        from .rpc.transport import from_settings
 
+        url, options = from_settings(settings)
         kwargs.setdefault("max_message_bytes", int(settings.max_message_size))
-        return RPCServer(
-            settings.transport_url, options=RabbitOptions(**rabbit_options(settings)), **kwargs
-        )
+        return RPCServer(url, options=options, **kwargs)
 
     return build
 
 
 def _default_client_factory(settings: Any) -> Callable[[], Any]:
     def build() -> Any:
-        from .config import rabbit_options
         from .rpc.client import RPCClient
-        from .rpc.transport import RabbitOptions
+        from .rpc.transport import from_settings
 
-        return RPCClient(
-            settings.transport_url,
-            options=RabbitOptions(**rabbit_options(settings)),
-            timeout=settings.rpc_response_timeout,
-        )
+        url, options = from_settings(settings)
+        return RPCClient(url, options=options, timeout=settings.rpc_response_timeout)
 
     return build
 

@@ -70,13 +70,6 @@ def _default_topics(store_url: str | None, service: str | None = None) -> list[s
             store.close()
 
 
-def _rabbit(settings: Any) -> tuple[Any, Any]:
-    from ..config import rabbit_options
-    from ..rpc.transport import RabbitOptions, parse_transport_url
-
-    return parse_transport_url(settings.transport_url), RabbitOptions(**rabbit_options(settings))
-
-
 @click.group()
 def capabilities() -> None:
     """Gather and show service capabilities."""
@@ -118,8 +111,9 @@ def _listen_live(topics: list[str], wait: float) -> list[Any]:
     from ..context import get_admin_context
     from ..manager import SCHEDULER_TOPIC
     from ..rpc.listen import FanoutListener
+    from ..rpc.transport import from_settings
 
-    url, options = _rabbit(app_state().settings)
+    url, options = from_settings(app_state().settings)
     with FanoutListener(url, topic=SCHEDULER_TOPIC, options=options) as listener:
         context = get_admin_context()
         for topic in topics:
@@ -245,11 +239,11 @@ def publish(
     """
     from ..context import get_admin_context
     from ..rpc.client import RPCClient
-    from ..rpc.transport import fanout_exchange_name
+    from ..rpc.transport import fanout_exchange_name, from_settings
 
     output = output_from(kwargs)
     chosen = list(dict.fromkeys(topics)) or _default_topics(store_url, service)
-    url, options = _rabbit(app_state().settings)
+    url, options = from_settings(app_state().settings)
     with RPCClient(url, options=options) as client:
         context = get_admin_context()
         for topic in chosen:

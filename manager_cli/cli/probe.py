@@ -24,13 +24,13 @@ TABLE_COLUMNS = ["host", "service", "verdict", "rtt_ms", "answer"]
 
 def _client(settings: Any, timeout: float) -> Any:
     """A one-shot client: its reply queue is exclusive, so it goes away with the process."""
-    from ..config import rabbit_options
     from ..rpc.client import RPCClient
-    from ..rpc.transport import RabbitOptions, parse_transport_url
+    from ..rpc.transport import from_settings
 
+    url, options = from_settings(settings)
     return RPCClient(
-        parse_transport_url(settings.transport_url),
-        options=RabbitOptions(**rabbit_options(settings)),
+        url,
+        options=options,
         timeout=timeout,
         exclusive=True,
     )

@@ -37,14 +37,14 @@ def _reply_host(reply: Any) -> str | None:
 
 def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
     """Settings and a one-shot client (its reply queue goes away with the process)."""
-    from ..config import rabbit_options
     from ..rpc.client import RPCClient
-    from ..rpc.transport import RabbitOptions, parse_transport_url
+    from ..rpc.transport import from_settings
 
     settings = app_state().settings
+    url, options = from_settings(settings)
     client = RPCClient(
-        parse_transport_url(settings.transport_url),
-        options=RabbitOptions(**rabbit_options(settings)),
+        url,
+        options=options,
         timeout=timeout or settings.rpc_response_timeout,
         exclusive=True,
     )

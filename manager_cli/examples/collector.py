@@ -29,18 +29,15 @@ LOG = logging.getLogger(__name__)
 
 def ask_to_publish(settings: Any, topics: Iterable[str]) -> list[str]:
     """Fanout-cast ``publish_service_capabilities`` to each topic; returns the topics asked."""
-    from ..config import rabbit_options
     from ..context import get_admin_context
     from ..rpc.client import RPCClient
-    from ..rpc.transport import RabbitOptions, parse_transport_url
+    from ..rpc.transport import from_settings
 
     chosen = list(dict.fromkeys(topics))
     if not chosen:
         return []
-    client = RPCClient(
-        parse_transport_url(settings.transport_url),
-        options=RabbitOptions(**rabbit_options(settings)),
-    )
+    url, options = from_settings(settings)
+    client = RPCClient(url, options=options)
     with client:
         context = get_admin_context()
         for topic in chosen:

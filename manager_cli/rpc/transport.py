@@ -314,6 +314,13 @@ mask_url_passwords = _redact.mask_url_passwords
 # Connections
 
 
+def from_settings(settings: Any) -> tuple[TransportURL, RabbitOptions]:
+    """The transport URL and rabbit options of managerctl's settings (manager_cli.config)."""
+    from ..config import rabbit_options
+
+    return parse_transport_url(settings.transport_url), RabbitOptions(**rabbit_options(settings))
+
+
 def connection_name() -> str:
     """``<argv0>:<pid>:<uuid>``, the name oslo gives its connections (shown by rabbitmqctl)."""
     argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
