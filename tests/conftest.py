@@ -22,6 +22,18 @@ _LEAKS_KEY = pytest.StashKey[list]()
 _USED_KEY = pytest.StashKey[bool]()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI's timeout, `timeout 600 pytest`) unwinds like Ctrl-C, so fixtures still stop
+    # the brokers and peers they started; Python's default would exit without running them.
+    import signal
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
