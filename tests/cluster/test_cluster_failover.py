@@ -48,6 +48,11 @@ class Recorder(Manager):
 CALLS = 200
 RATE = 20.0  # calls per second: 10 s of calls, node A stopped after the first 2 s
 STOP_AT = 40
+# A graceful stop closes the clients' connections at once, but the node's quorum queue leaders
+# go only when its VM exits (seconds later on a loaded machine), and that election is a second
+# outage: the loop goes on until SETTLE seconds after it, MAX_CALLS at most.
+SETTLE = 5.0
+MAX_CALLS = 600
 CALL_TIMEOUT = 10.0
 # oslo's retry settings, shortened: the defaults wait up to 30 s between tries.
 FAST_RETRY = {"rabbit_retry_interval": 0.5, "rabbit_retry_backoff": 0.5, "rabbit_interval_max": 1}
@@ -80,6 +85,19 @@ def _served_ports(node, pid: int) -> list[int]:
     return ports
 
 
+def _reconnect_seconds(log: str) -> float | None:
+    """Seconds from the served manager's "lost the connection" to its "reconnected" line."""
+    import datetime
+
+    def stamp(line: str) -> float:
+        return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+    lines = log.splitlines()
+    lost = next((stamp(x) for x in lines if "rpc.server" in x and "lost the connection" in x), None)
+    back = next((stamp(x) for x in lines if "reconnected to the broker" in x), None)
+    return None if lost is None or back is None else round(back - lost, 2)
+
+
 def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_nothing(
     cluster: RabbitMQCluster, tmp_path: Path
 ):
@@ -110,6 +128,7 @@ def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_
     caster = RPCClient(cluster.url, options=options, check_consumers=False)
     outcomes: list[tuple[str, float, float, str]] = []  # token, start, end, "ok" / error
     confirmed: list[str] = []
+    cast_failures: list[str] = []
     stopped_at: list[float] = []
     try:
         assert served.wait_for_log("consuming "), served.log()
@@ -126,7 +145,10 @@ def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_
 
         stopper = threading.Thread(target=stop_a)
         begin = time.monotonic()
-        for n in range(CALLS):
+        n = -1
+        while (n := n + 1) < MAX_CALLS:
+            if n >= CALLS and len(stopped_at) == 2 and time.monotonic() > stopped_at[1] + SETTLE:
+                break
             time.sleep(max(0.0, begin + n / RATE - time.monotonic()))
             if n == STOP_AT:
                 stopper.start()
@@ -142,8 +164,8 @@ def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_
             try:
                 caster.cast({}, "record", topic=topic, server=host, args={"token": cast_token})
                 confirmed.append(cast_token)
-            except Exception:  # not confirmed: the broker may or may not hold it
-                pass
+            except Exception as exc:  # not confirmed: the broker may or may not hold it
+                cast_failures.append(f"{type(exc).__name__}: {exc}")
         stopper.join(60)
         # Casts confirmed at the end may still be on their way to the server.
         deadline = time.monotonic() + 20
@@ -165,25 +187,21 @@ def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_
     failed = [(t, s, e, o) for t, s, e, o in outcomes if o != "ok"]
     ok_calls = [t for t, _s, _e, o in outcomes if o == "ok"]
     lost = sorted(set(confirmed) - set(ran)) + sorted(set(ok_calls) - set(ran))
-    after_stop = [o for o in outcomes if o[1] >= stopped_at[0]]
-    first_ok_after = next(
-        (o for o in after_stop if o[3] == "ok" and o[1] > (failed[-1][1] if failed else 0)), None
-    )
-    outage = (
-        (first_ok_after[2] - (failed[0][1] if failed else stopped_at[0]))
-        if first_ok_after
-        else None
-    )
+    # The outage callers saw: the longest time, from the stop on, with no call succeeding.
+    ok_ends = [stopped_at[0]] + [e for _t, s, e, o in outcomes if o == "ok" and s >= stopped_at[0]]
+    outage = max((b - a for a, b in zip(ok_ends, ok_ends[1:], strict=False)), default=None)
     slowest_ok = max(e - s for _t, s, e, o in outcomes if o == "ok")
     reconnected = [line for line in log.splitlines() if "reconnected to the broker" in line]
     figures = {
-        "calls": CALLS,
+        "calls": len(outcomes),
         "rate_per_s": RATE,
         "node_stop_seconds": round(stopped_at[1] - stopped_at[0], 2),
         "outage_seen_by_caller_s": None if outage is None else round(outage, 2),
+        "served_manager_reconnect_s": _reconnect_seconds(log),
         "slowest_successful_call_s": round(slowest_ok, 2),
         "calls_failed": len(failed),
         "casts_confirmed": len(confirmed),
+        "casts_unconfirmed": sorted({f.split(":")[0] for f in cast_failures}),
         "lost": len(lost),
         "duplicates": len(duplicates),
         "failures": sorted({o.split(":")[0] for _t, _s, _e, o in failed}),
@@ -193,10 +211,13 @@ def test_stopping_the_node_of_a_served_manager_and_its_caller_loses_and_repeats_
 
     assert code == 0, log
     assert reconnected, log
+    # "Within a few seconds": generous, for a loaded CI machine; the figure is in the record.
+    assert figures["served_manager_reconnect_s"] is not None, log
+    assert figures["served_manager_reconnect_s"] < 10, figures
     assert served_ports and node_a.port not in served_ports, served_ports
-    assert first_ok_after is not None, failed[-3:]
-    # Calls succeed again: the caller's last tenth of calls all went through.
-    assert all(o == "ok" for *_rest, o in outcomes[-CALLS // 10 :]), outcomes[-CALLS // 10 :]
+    # Calls succeed again: all those made once the node was gone for a while went through.
+    settled = [o for o in outcomes if o[1] > stopped_at[1] + SETTLE / 2]
+    assert settled and all(o[3] == "ok" for o in settled), [o for o in settled if o[3] != "ok"]
     assert duplicates == [], duplicates
     assert lost == [], lost
     assert outage is not None and outage < 15, figures
