@@ -377,6 +377,9 @@ def _failure_reason(exc: BaseException) -> str:
             return f"cannot resolve the host name ({exc.strerror})"
         if isinstance(exc, ssl.SSLError):  # an OSError too: say what TLS found, verbatim
             return _tls_reason(exc)
+        if isinstance(exc, pika.exceptions.IncompatibleProtocolError):
+            # What a plain client meets at a TLS listener (or at anything that is not AMQP).
+            return "the port does not speak plain AMQP 0-9-1 (a TLS listener? set ssl = true)"
         if isinstance(exc, (socket.timeout, TimeoutError)) or "Timeout" in type(exc).__name__:
             return "timed out"
         if isinstance(exc, OSError) and exc.strerror:

@@ -13,6 +13,7 @@ built once by ``scripts/test.sh``; this module only runs nodes from it (design/R
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -299,7 +300,9 @@ class RabbitMQ4Node:
         return out.strip() == "true"
 
 
+@atexit.register
 def stop_leftovers() -> None:
+    """Nodes a crashed or interrupted run left: stopped at interpreter exit."""
     for node in list(_LIVE):
         with contextlib.suppress(Exception):
             node.stop(graceful=False)

@@ -169,3 +169,17 @@ def test_debug_output_of_a_tls_session_shows_no_secret(tls_node, served):
     assert "DEBUG" in probe.stderr  # the run did log its connection steps
     assert tls_node.secret not in probe.stderr + probe.stdout
     assert CLIENT_USER not in probe.stderr
+
+
+def test_tls_and_plain_ports_mixed_up_say_so_in_one_line(tls_node):
+    mixed = {
+        f"amqps://guest:guest@127.0.0.1:{tls_node.port}/": "TLS: handshake failed",
+        f"rabbit://guest:guest@127.0.0.1:{tls_node.tls_port}/": "set ssl = true",
+    }
+    for url, expected in mixed.items():
+        result = managerctl(
+            "probe", "h1", "--topic", "x", env=clean_env(MANAGERCTL_TRANSPORT_URL=url)
+        )
+        assert result.returncode == 69, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert expected in result.stderr, result.stderr

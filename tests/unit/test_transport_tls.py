@@ -40,3 +40,12 @@ def test_a_handshake_the_broker_ends_points_at_the_client_certificate():
     reason = transport._failure_reason(exc)
     assert reason == "TLS: the broker refused the handshake (tlsv1 alert unknown ca)"
     assert "ssl_cert_file" in transport._tls_hint([reason])
+
+
+def test_plain_amqp_at_a_tls_listener_suggests_ssl():
+    import pika.exceptions
+
+    reason = transport._failure_reason(
+        pika.exceptions.AMQPConnectionError(pika.exceptions.IncompatibleProtocolError("eof"))
+    )
+    assert "set ssl = true" in reason
