@@ -111,7 +111,7 @@ _debian_mirror() {
 _build_rabbitmq4_root() {
     local root="$1" mirror log="$1.build.log"
     mirror="$(_debian_mirror)"
-    _say "building the RabbitMQ 4.0 chroot in $root (debootstrap trixie from $mirror; about a minute, log: $log)"
+    _say "building the RabbitMQ 4.0 chroot in $root (debootstrap trixie from $mirror; one to a few minutes, log: $log)"
     command -v debootstrap >/dev/null 2>&1 || _apt_install debootstrap
     # Nothing is mounted under a root outside a private mount namespace, so removing it is
     # safe; refuse if something is (another tool's mount), rather than delete through it.
