@@ -477,7 +477,7 @@ def test_readers_while_one_writer_writes(store_url: str) -> None:
 
 
 def collector(store: Any, **settings_env: str) -> Any:
-    from manager_cli.examples.collector import CollectorManager
+    from manager_cli.capabilities.collector import CollectorManager
 
     settings = load_settings(environ=settings_env)
     return CollectorManager(host="c1", service_name="collector", settings=settings, store=store)

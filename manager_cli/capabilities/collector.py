@@ -3,7 +3,7 @@
 Served on topic ``scheduler`` (``managerctl serve collector``), it receives every
 ``update_service_capabilities`` fanout cast a SchedulerDependentManager (or any oslo.messaging
 peer) sends, and every ``report_service_state`` heartbeat, and keeps them in the capabilities
-store (manager_cli.capabilities): an SQLite file by default, or a shared PostgreSQL database.
+store (manager_cli.capabilities.store): an SQLite file by default, or a shared PostgreSQL database.
 When it starts it asks every service to publish again at once (a fanout cast of
 ``publish_service_capabilities``), so a restarted collector recovers the picture in seconds
 instead of a publishing interval (SEED.md, SchedulerDependentManager).
@@ -20,9 +20,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ..capabilities import CapabilityStore, known_topics, open_store, store_url_from
 from ..errors import ManagerCtlError
 from ..manager import SCHEDULER_TOPIC, Manager
+from .store import CapabilityStore, known_topics, open_store, store_url_from
 
 LOG = logging.getLogger(__name__)
 
