@@ -2,6 +2,7 @@
 
 - :mod:`.records`: the records and pure views over them (flatten, diff, rows, columns);
 - :mod:`.backends`: the databases a store runs on (SQLite, any SQLAlchemy URL);
+- :mod:`.families`: SchedulerDependentManager families (scheduler topic, publishers, versions);
 - :mod:`.store`: the store (last capabilities, their history, service heartbeats) and where it is;
 - :mod:`.collector`: the collector manager (``managerctl serve collector``).
 
@@ -13,6 +14,7 @@ the collector module is imported only by whoever serves it.
 
 from __future__ import annotations
 
+from .families import PublishTarget, collector_topics, parse_target, publish_targets
 from .records import (
     DEFAULT_STALE_AFTER,
     ROW_COLUMNS,
@@ -28,9 +30,7 @@ from .records import (
 from .store import (
     STORE_ENV,
     CapabilityStore,
-    collector_topics,
     default_store_path,
-    known_topics,
     open_store,
     sqlite_path,
     store_url_from,
@@ -42,6 +42,7 @@ __all__ = [
     "STORE_ENV",
     "CapabilityRecord",
     "CapabilityStore",
+    "PublishTarget",
     "Change",
     "capability_columns",
     "capability_rows",
@@ -51,7 +52,8 @@ __all__ = [
     "flatten",
     "flatten_capabilities",
     "iso_time",
-    "known_topics",
+    "parse_target",
+    "publish_targets",
     "open_store",
     "sqlite_path",
     "store_url_from",

@@ -24,6 +24,7 @@ __all__ = [
     "flatten",
     "flatten_capabilities",
     "iso_time",
+    "pool_name",
 ]
 
 # A service publishes every 60 s by default (periodic spacing); three missed publications make
@@ -35,6 +36,8 @@ DEFAULT_STALE_AFTER = 180.0
 ROW_COLUMNS: tuple[str, ...] = ("service", "host", "state", "age_s", "received_at")
 # A capability key that would shadow a fixed column is shown under this prefix.
 SHADOW_PREFIX = "capabilities."
+# What names an item of a list-of-dict capability in its row's host (cinder: host@backend#pool).
+POOL_NAME_KEYS: tuple[str, ...] = ("pool_name", "name")
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +127,26 @@ def iso_time(timestamp: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def pool_name(item: Mapping[str, Any], index: int) -> str:
+    """The name of one item of a list-of-dict capability: cinder's ``pool_name``, else
+    ``name``, else its index."""
+    for key in POOL_NAME_KEYS:
+        value = item.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return str(index)
+
+
+def _pooled_key(flat: Mapping[str, Any]) -> str | None:
+    """The one key whose value is a non-empty list of dicts (cinder's ``pools``), if one."""
+    found = [
+        key
+        for key, value in flat.items()
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def capability_rows(
     records: Iterable[CapabilityRecord], now: float, stale_after: float
 ) -> list[dict[str, Any]]:
@@ -131,6 +154,10 @@ def capability_rows(
 
     ``state`` is ``"stale"`` when the record is older than ``stale_after`` seconds, else
     ``"fresh"``; ``age_s`` is its age in seconds, ``received_at`` when it arrived (ISO 8601, UTC).
+
+    A record with one list-of-dict capability (cinder's ``pools``) gives one row per item, as
+    cinder names pools: host ``host@backend#pool``, the item's keys as ``pools.<key>`` columns
+    (``pools.total_capacity_gb``), the record's other keys repeated on each row.
     """
     rows = []
     for record in records:
@@ -142,9 +169,19 @@ def capability_rows(
             "age_s": round(age, 1),
             "received_at": iso_time(record.received_at),
         }
-        for key, value in flatten_capabilities(record.capabilities).items():
-            row[SHADOW_PREFIX + key if key in row else key] = value
-        rows.append(row)
+        flat = flatten_capabilities(record.capabilities)
+        pooled = _pooled_key(flat)
+        for key, value in flat.items():
+            if key != pooled:
+                row[SHADOW_PREFIX + key if key in ROW_COLUMNS else key] = value
+        if pooled is None:
+            rows.append(row)
+            continue
+        for index, item in enumerate(flat[pooled]):
+            pool_row = dict(row)
+            pool_row["host"] = f"{record.host}#{pool_name(item, index)}"
+            pool_row.update(flatten(item, pooled))
+            rows.append(pool_row)
     return rows
 
 

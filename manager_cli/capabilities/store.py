@@ -50,18 +50,13 @@ from .records import CapabilityRecord, Change, canonical, diff_capabilities
 __all__ = [
     "STORE_ENV",
     "CapabilityStore",
-    "collector_topics",
     "default_store_path",
-    "known_topics",
     "open_store",
     "sqlite_path",
     "store_url_from",
 ]
 
 STORE_ENV = "MANAGERCTL_CAPABILITIES_STORE"
-TOPICS_ENV = "MANAGERCTL_COLLECTOR_TOPICS"
-# Topics a collector asks to publish when nothing else is known (the shipped example publishes).
-DEFAULT_COLLECTOR_TOPICS: tuple[str, ...] = ("hostinfo",)
 # History rows kept per (service, host): enough to see a day of changes at one a minute.
 DEFAULT_HISTORY_KEEP = 2000
 # Old history rows of a host are pruned on its first change and then every this many changes.
@@ -90,36 +85,6 @@ def store_url_from(settings: Any = None, environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     configured = getattr(settings, "capabilities_store", None) if settings is not None else None
     return configured or environ.get(STORE_ENV) or None
-
-
-def collector_topics(settings: Any = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    """``[DEFAULT] collector_topics``, else $MANAGERCTL_COLLECTOR_TOPICS (comma separated), else
-    ``hostinfo``: the topics asked to publish when no service is known yet."""
-    environ = os.environ if environ is None else environ
-    configured = getattr(settings, "collector_topics", None) if settings is not None else None
-    if configured is None:
-        configured = environ.get(TOPICS_ENV)
-    if configured is None:
-        return list(DEFAULT_COLLECTOR_TOPICS)
-    items = configured.split(",") if isinstance(configured, str) else list(configured)
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
-def known_topics(
-    store: CapabilityStore | None,
-    settings: Any = None,
-    environ: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The configured collector topics, then those of every service in ``store``, no repeats.
-
-    The scheduler topic itself is left out: the collector does not publish capabilities.
-    """
-    from ..manager import SCHEDULER_TOPIC
-
-    topics = collector_topics(settings, environ)
-    if store is not None:
-        topics += [str(s["topic"]) for s in store.services() if s.get("topic")]
-    return [topic for topic in dict.fromkeys(topics) if topic != SCHEDULER_TOPIC]
 
 
 # ---------------------------------------------------------------------------

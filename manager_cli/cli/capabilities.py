@@ -11,14 +11,12 @@ from ..capabilities import flatten
 from ..errors import BadInputError, ManagerCtlError, TaskFailedError, UnavailableError
 from .common import app_state, load_manager, manager_name_argument, output_from
 from .complete import complete_hosts, complete_topics
-from .output import output_options, render_list, text_value
+from .output import check_column_names, output_options, render_list, text_value
 
 __all__ = ["capabilities", "flatten"]
 
 # How long `show --live` listens when --wait is not given.
 DEFAULT_LIVE_WAIT = 3.0
-PUBLISH_METHOD = "publish_service_capabilities"
-UPDATE_METHOD = "update_service_capabilities"
 HISTORY_COLUMNS = ["received_at", "service", "host", "summary", "added", "removed", "changed"]
 # What a person reads; -f json/yaml/csv keep the whole diff, and -c picks any column.
 HISTORY_TABLE_COLUMNS = ["received_at", "service", "host", "summary"]
@@ -38,10 +36,36 @@ def _topic_option(help_text: str) -> Any:
         "--topic",
         "topics",
         multiple=True,
-        metavar="TOPIC",
+        metavar="TOPIC[:VERSION]",
         help=help_text,
         shell_complete=complete_topics,
     )
+
+
+def _scheduler_topic_option(function: Any) -> Any:
+    return click.option(
+        "--scheduler-topic",
+        metavar="TOPIC",
+        help="The family's scheduler topic, whose fanout capabilities go to (default: the "
+        "scheduler_topic option, scheduler; cinder: cinder-scheduler).",
+        shell_complete=complete_topics,
+    )(function)
+
+
+def _version_option(function: Any) -> Any:
+    return click.option(
+        "--version",
+        "rpc_version",
+        metavar="VERSION",
+        help="Cast publish_service_capabilities at this version (default: the family's: "
+        "cinder-volume 3.0, managerctl's own 1.0, or what a service's heartbeat reported).",
+    )(function)
+
+
+def _scheduler_topic(given: str | None) -> str:
+    from ..manager import SCHEDULER_TOPIC
+
+    return given or str(getattr(app_state().settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
 
 
 def _open_store(store_url: str | None) -> Any:
@@ -50,24 +74,43 @@ def _open_store(store_url: str | None) -> Any:
     return open_store(store_url or store_url_from(app_state().settings), must_exist=True)
 
 
-def _default_topics(store_url: str | None, service: str | None = None) -> list[str]:
-    """Topics to ask: those of the known services (of ``service``), else the configured ones."""
-    from ..capabilities import known_topics
+def _publish_targets(
+    store_url: str | None,
+    scheduler_topic: str,
+    topics: tuple[str, ...],
+    version: str | None,
+    service: str | None = None,
+) -> list[Any]:
+    """Whom to ask, each at its version: ``--topic`` as given, else the family's publishers
+    and the managerctl services that said they publish (only those of ``service``, if given)."""
+    from ..capabilities.families import parse_target, publish_targets
 
+    if topics:
+        return list({t.topic: t for t in (parse_target(x, version) for x in topics)}.values())
     settings = app_state().settings
     try:
         store = _open_store(store_url)
     except ManagerCtlError:
-        # No store yet (or unreachable): asking the configured topics is still useful.
+        # No store yet (or unreachable): asking the family's known publishers is still useful.
         store = None
     try:
-        if service is not None:
-            seen = [] if store is None else store.services(service=service)
-            return list(dict.fromkeys(str(s["topic"]) for s in seen if s.get("topic"))) or [service]
-        return known_topics(store, settings)
+        services = [] if store is None else store.services(service=service)
     finally:
         if store is not None:
             store.close()
+    if service is not None:
+        targets = publish_targets(scheduler_topic, settings=settings, services=services)
+        targets = [t for t in targets if t.topic in {s.get("topic") for s in services}]
+        if not targets:
+            raise BadInputError(
+                f"no service {service!r} that publishes to {scheduler_topic!r} is known",
+                hint="give --topic TOPIC[:VERSION], or check --scheduler-topic",
+            )
+    else:
+        targets = publish_targets(scheduler_topic, settings=settings, services=services)
+    if version is not None:
+        targets = [parse_target(t.topic, version) for t in targets]
+    return targets
 
 
 @click.group()
@@ -105,19 +148,19 @@ def gather(name: str, **kwargs: Any) -> None:
         raise TaskFailedError(f"periodic task {', '.join(failed)} failed while gathering")
 
 
-def _listen_live(topics: list[str], wait: float) -> list[Any]:
-    """Join the scheduler fanout, ask ``topics`` to publish, gather for ``wait`` seconds."""
+def _listen_live(scheduler_topic: str, targets: list[Any], wait: float) -> list[Any]:
+    """Join the scheduler fanout, ask ``targets`` to publish, gather for ``wait`` seconds."""
     from ..capabilities import CapabilityRecord
+    from ..capabilities.collector import PUBLISH_METHOD, UPDATE_METHOD
     from ..context import get_admin_context
-    from ..manager import SCHEDULER_TOPIC
     from ..rpc.listen import FanoutListener
     from ..rpc.transport import from_settings
 
     url, options = from_settings(app_state().settings)
-    with FanoutListener(url, topic=SCHEDULER_TOPIC, options=options) as listener:
+    with FanoutListener(url, topic=scheduler_topic, options=options) as listener:
         context = get_admin_context()
-        for topic in topics:
-            listener.fanout_cast(context, topic, PUBLISH_METHOD)
+        for target in targets:
+            listener.fanout_cast(context, target.topic, PUBLISH_METHOD, version=target.version)
         heard = listener.listen(wait)
     latest: dict[tuple[str, str], CapabilityRecord] = {}
     for received_at, request in heard:
@@ -135,9 +178,33 @@ def _listen_live(topics: list[str], wait: float) -> list[Any]:
     return [latest[key] for key in sorted(latest)]
 
 
+def _live_records(
+    store_url: str | None,
+    scheduler_topic: str,
+    topics: tuple[str, ...],
+    version: str | None,
+    wait: float,
+) -> list[Any]:
+    targets = _publish_targets(store_url, scheduler_topic, topics, version)
+    records = _listen_live(scheduler_topic, targets, wait)
+    if not records:
+        asked = ", ".join(str(target) for target in targets) or "nobody"
+        raise UnavailableError(
+            f"no service published capabilities to {scheduler_topic!r} within {wait:g}s "
+            f"(asked: {asked})",
+            hint="are services running, and are --scheduler-topic and --topic right? raise --wait",
+        )
+    return records
+
+
 @capabilities.command("show")
 @click.option("--service", metavar="SERVICE", help="Only this service.")
-@click.option("--host", metavar="HOST", help="Only this host.", shell_complete=complete_hosts)
+@click.option(
+    "--host",
+    metavar="HOST",
+    help="Only this host (host@backend#pool: only that pool).",
+    shell_complete=complete_hosts,
+)
 @click.option(
     "--stale",
     "stale_after",
@@ -160,10 +227,12 @@ def _listen_live(topics: list[str], wait: float) -> list[Any]:
     metavar="SECONDS",
     help="With --live: how long to gather.",
 )
+@_scheduler_topic_option
 @_topic_option(
-    "With --live: ask this topic to publish (repeatable; default: the known services' "
-    "topics and collector_topics)."
+    "With --live: ask this topic to publish, at VERSION if given (repeatable; default: the "
+    "family's publishers and the managerctl services that publish)."
 )
+@_version_option
 @output_options
 def show(
     service: str | None,
@@ -172,84 +241,154 @@ def show(
     store_url: str | None,
     live: bool,
     wait: float,
+    scheduler_topic: str | None,
     topics: tuple[str, ...],
+    rpc_version: str | None,
     **kwargs: Any,
 ) -> None:
     """Show the last capabilities of every service and host: one row each, with their age,
     a state (stale or fresh) and one column per capability key (nested keys dotted).
 
+    A list of dicts such as cinder's pools gives one row per pool, named as cinder names
+    pools (host@backend#pool), with the pool's keys as columns: -c pools.total_capacity_gb.
+
     By default from the collector's store (managerctl serve collector keeps it). With --live,
-    without any collector: a temporary queue joins the scheduler fanout, every service of the
-    topics is asked to publish now, and what arrives within --wait seconds is shown; the queue
-    is deleted afterwards. Exit 69 when --live heard nobody.
+    without any collector: a queue of its own joins the scheduler topic's fanout, the family's
+    publishers are asked to publish now (each at its version), and what arrives within --wait
+    seconds is shown; the queue is deleted afterwards. Exit 69 when --live heard nobody.
 
     \b
     Examples:
       managerctl capabilities show
       managerctl capabilities show --host web01 -f json
       managerctl capabilities show --live --wait 5 -c host -c cpu_count
+      managerctl capabilities show --live --scheduler-topic cinder-scheduler \\
+          -c host -c pools.total_capacity_gb -c pools.free_capacity_gb
     """
     from ..capabilities import capability_columns, capability_rows
+    from ..capabilities.families import parse_target
 
     output = output_from(kwargs)
-    if topics and not live:
-        raise click.UsageError("--topic is for --live (the store keeps every topic)")
+    if (topics or rpc_version or scheduler_topic) and not live:
+        raise click.UsageError(
+            "--scheduler-topic, --topic and --version are for --live (the store keeps every topic)"
+        )
+    # Everything that can be checked is checked before any waiting.
+    check_column_names(output)
+    for topic in (*topics, *(() if rpc_version is None else ("-",))):
+        parse_target(topic, rpc_version)
+    record_host, _, pool = (host or "").partition("#")
     if live:
-        asked = list(topics) or _default_topics(store_url)
-        records = _listen_live(asked, wait)
-        if not records:
-            raise UnavailableError(
-                f"no service published capabilities within {wait:g}s "
-                f"(asked: {', '.join(asked) or 'nobody'})",
-                hint="are services running, and is --topic right? raise --wait",
-            )
+        records = _live_records(
+            store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, wait
+        )
         records = [
             record
             for record in records
             if (service is None or record.service == service)
-            and (host is None or record.host == host)
+            and (not record_host or record.host == record_host)
         ]
     else:
         with _open_store(store_url) as store:
-            records = store.latest(service=service, host=host)
+            records = store.latest(service=service, host=record_host or None)
     if stale_after is None:
         stale_after = float(app_state().settings.capabilities_stale_after)
     rows = capability_rows(records, time.time(), stale_after)
-    render_list(rows, capability_columns(rows), output)
+    if pool:
+        rows = [row for row in rows if row["host"] == host]
+    # Live keys are only known once the wait is over: a key no host published is an empty
+    # column and a note, not an error that throws the whole wait away.
+    render_list(rows, capability_columns(rows), output, open_columns=live)
 
 
 @capabilities.command("publish")
 @click.option(
     "--service",
     metavar="SERVICE",
-    help="Ask only the topics this service was seen on (else the topic named like it).",
+    help="Ask only the topics this service was seen on (its heartbeats say where).",
 )
+@_scheduler_topic_option
 @_topic_option(
-    "Ask this topic (repeatable; default: the known services' topics and collector_topics)."
+    "Ask this topic, at VERSION if given (repeatable; default: the family's publishers and "
+    "the managerctl services that publish to the scheduler topic)."
 )
+@_version_option
 @_store_url_option
 @output_options
 def publish(
-    service: str | None, topics: tuple[str, ...], store_url: str | None, **kwargs: Any
+    service: str | None,
+    scheduler_topic: str | None,
+    topics: tuple[str, ...],
+    rpc_version: str | None,
+    store_url: str | None,
+    **kwargs: Any,
 ) -> None:
-    """Ask services to publish their capabilities now (a fanout cast of
-    publish_service_capabilities to each topic); a running collector stores what they send.
+    """Ask services to publish their capabilities now: a fanout cast of
+    publish_service_capabilities to each topic, at the version its family speaks (cinder-volume
+    3.0, managerctl's own managers 1.0); a running collector stores what they send.
 
-    Prints the topics asked. Nothing listening on a topic is not an error (as in oslo).
+    One row per topic asked, with whether any queue was bound to its fanout exchange. The
+    broker can tell whether anybody could receive the request, not whether they accepted it:
+    capabilities show --live confirms what came back. Exit 0 when every topic had a listener,
+    3 when some had none, 69 when none had (nobody could accept it).
+
+    \b
+    Examples:
+      managerctl capabilities publish
+      managerctl capabilities publish --scheduler-topic cinder-scheduler
+      managerctl capabilities publish --topic cinder-volume:3.0
     """
+    from ..capabilities.collector import PUBLISH_METHOD
     from ..context import get_admin_context
+    from ..errors import NoConsumerError, PartialResultError
     from ..rpc.client import RPCClient
     from ..rpc.transport import fanout_exchange_name, from_settings
 
     output = output_from(kwargs)
-    chosen = list(dict.fromkeys(topics)) or _default_topics(store_url, service)
+    check_column_names(output)
+    chosen = _publish_targets(
+        store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, service
+    )
+    if not chosen:
+        raise BadInputError(
+            f"no publisher of {_scheduler_topic(scheduler_topic)!r} is known",
+            hint="give --topic TOPIC[:VERSION], or set collector_topics",
+        )
     url, options = from_settings(app_state().settings)
+    rows = []
     with RPCClient(url, options=options) as client:
         context = get_admin_context()
-        for topic in chosen:
-            client.cast(context, PUBLISH_METHOD, topic=topic, fanout=True)
-    rows = [{"topic": topic, "exchange": fanout_exchange_name(topic)} for topic in chosen]
-    render_list(rows, ["topic", "exchange"], output)
+        for target in chosen:
+            try:
+                client.cast(
+                    context,
+                    PUBLISH_METHOD,
+                    topic=target.topic,
+                    fanout=True,
+                    version=target.version,
+                    require_listener=True,
+                )
+                listening = "yes"
+            except NoConsumerError:
+                listening = "none"
+            rows.append(
+                {
+                    "topic": target.topic,
+                    "version": target.version,
+                    "exchange": fanout_exchange_name(target.topic),
+                    "listeners": listening,
+                }
+            )
+    render_list(rows, ["topic", "version", "exchange", "listeners"], output)
+    unheard = [row["topic"] for row in rows if row["listeners"] == "none"]
+    if len(unheard) == len(rows):
+        raise NoConsumerError(
+            f"nobody listens on {', '.join(fanout_exchange_name(t) for t in unheard)}: "
+            "no service could accept the request",
+            hint="are the services running, and is --topic (or --scheduler-topic) right?",
+        )
+    if unheard:
+        raise PartialResultError(f"nobody listens on {', '.join(unheard)}'s fanout")
 
 
 def _summary(diff: dict[str, dict[str, Any]]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..errors import UnknownNameError
+from ..errors import BadInputError, UnknownNameError
 
 FORMATS = ("table", "json", "yaml", "csv", "value")
 
@@ -134,6 +134,23 @@ def _check_columns(wanted: Iterable[str], available: Sequence[str], what: str) -
             )
 
 
+def check_column_names(opts: OutputOptions) -> None:
+    """What can be checked of -c and --sort-column before any data exists (a command that
+    waits for its data calls this first, so a typo never costs the wait)."""
+    for flag, names in (("-c", opts.columns), ("--sort-column", opts.sort_column)):
+        for name in names:
+            if (
+                not name.strip()
+                or name != name.strip()
+                or name.startswith(".")
+                or name.endswith(".")
+            ):
+                raise BadInputError(
+                    f"bad column name {name!r} for {flag}",
+                    hint="give a column as shown, e.g. host or pools.total_capacity_gb",
+                )
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     # None last, numbers before strings, so a mixed column still sorts without an error.
     if value is None:
@@ -146,16 +163,31 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def shape_records(
-    records: Sequence[Mapping[str, Any]], default_columns: Sequence[str], opts: OutputOptions
+    records: Sequence[Mapping[str, Any]],
+    default_columns: Sequence[str],
+    opts: OutputOptions,
+    *,
+    open_columns: bool = False,
 ) -> tuple[list[str], list[Mapping[str, Any]]]:
-    """Apply -c and --sort-column; return (columns, rows)."""
+    """Apply -c and --sort-column; return (columns, rows).
+
+    ``open_columns``: the columns are keys the data may or may not carry (capabilities heard
+    live): one that no record has is shown empty, with a note on stderr, instead of an error.
+    """
     available = list(default_columns)
+    seen = set(available)
     for record in records:
         for key in record:
-            if key not in available:
+            if key not in seen:
+                seen.add(key)
                 available.append(key)
-    _check_columns(opts.columns, available, "column")
-    _check_columns(opts.sort_column, available, "sort column")
+    if open_columns:
+        absent = [c for c in dict.fromkeys(opts.columns + opts.sort_column) if c not in seen]
+        if absent:
+            message(f"note: no record has {', '.join(absent)} (shown empty)")
+    else:
+        _check_columns(opts.columns, available, "column")
+        _check_columns(opts.sort_column, available, "sort column")
     columns = list(opts.columns) or list(default_columns) or available
     rows = list(records)
     if opts.sort_column:
@@ -273,9 +305,11 @@ def render_list(
     default_columns: Sequence[str],
     opts: OutputOptions,
     title: str | None = None,
+    *,
+    open_columns: bool = False,
 ) -> None:
-    """Render a list of records in the chosen format."""
-    columns, rows = shape_records(records, default_columns, opts)
+    """Render a list of records in the chosen format (``open_columns``: see shape_records)."""
+    columns, rows = shape_records(records, default_columns, opts, open_columns=open_columns)
     if opts.format == "json":
         _write_json([{col: row.get(col) for col in columns} for row in rows], opts)
     elif opts.format == "yaml":
