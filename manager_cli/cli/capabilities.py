@@ -197,7 +197,21 @@ def _live_records(
     return records
 
 
+def _watch_option(function: Any) -> Any:
+    return click.option(
+        "--watch",
+        type=click.FloatRange(min=0.2),
+        is_flag=False,
+        flag_value=2.0,
+        default=None,
+        metavar="[SECONDS]",
+        help="Refresh every SECONDS (default 2) until Ctrl-C; a terminal highlights what "
+        "changed, a pipe gets one snapshot per interval.",
+    )(function)
+
+
 @capabilities.command("show")
+@click.argument("host_arg", metavar="[HOST]", required=False, shell_complete=complete_hosts)
 @click.option("--service", metavar="SERVICE", help="Only this service.")
 @click.option(
     "--host",
@@ -233,8 +247,10 @@ def _live_records(
     "family's publishers and the managerctl services that publish)."
 )
 @_version_option
+@_watch_option
 @output_options
 def show(
+    host_arg: str | None,
     service: str | None,
     host: str | None,
     stale_after: float,
@@ -244,10 +260,15 @@ def show(
     scheduler_topic: str | None,
     topics: tuple[str, ...],
     rpc_version: str | None,
+    watch: float | None,
     **kwargs: Any,
 ) -> None:
     """Show the last capabilities of every service and host: one row each, with their age,
     a state (stale or fresh) and one column per capability key (nested keys dotted).
+
+    With HOST (or --host matching one host) a table shows one card instead: every key and
+    value, grouped by dotted prefix, pools as a sub-table. A terminal table shows what fits,
+    identity columns whole, and names what it left out (--wide for all, -c to choose).
 
     A list of dicts such as cinder's pools gives one row per pool, named as cinder names
     pools (host@backend#pool), with the pool's keys as columns: -c pools.total_capacity_gb.
@@ -260,6 +281,8 @@ def show(
     \b
     Examples:
       managerctl capabilities show
+      managerctl capabilities show web01
+      managerctl capabilities show --watch 5
       managerctl capabilities show --host web01 -f json
       managerctl capabilities show --live --wait 5 -c host -c cpu_count
       managerctl capabilities show --live --scheduler-topic cinder-scheduler \\
@@ -269,36 +292,78 @@ def show(
     from ..capabilities.families import parse_target
 
     output = output_from(kwargs)
+    if host_arg and host and host_arg != host:
+        raise click.UsageError("give HOST or --host, not both")
+    host = host_arg or host
     if (topics or rpc_version or scheduler_topic) and not live:
         raise click.UsageError(
             "--scheduler-topic, --topic and --version are for --live (the store keeps every topic)"
         )
+    if watch is not None and live:
+        raise click.UsageError("--watch reads the store: run a collector, or repeat --live")
     # Everything that can be checked is checked before any waiting.
     check_column_names(output)
     for topic in (*topics, *(() if rpc_version is None else ("-",))):
         parse_target(topic, rpc_version)
     record_host, _, pool = (host or "").partition("#")
-    if live:
-        records = _live_records(
-            store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, wait
-        )
-        records = [
-            record
-            for record in records
-            if (service is None or record.service == service)
-            and (not record_host or record.host == record_host)
-        ]
-    else:
-        with _open_store(store_url) as store:
-            records = store.latest(service=service, host=record_host or None)
     if stale_after is None:
         stale_after = float(app_state().settings.capabilities_stale_after)
-    rows = capability_rows(records, time.time(), stale_after)
-    if pool:
-        rows = [row for row in rows if row["host"] == host]
+
+    def records_now() -> list[Any]:
+        if live:
+            found = _live_records(
+                store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, wait
+            )
+            return [
+                record
+                for record in found
+                if (service is None or record.service == service)
+                and (not record_host or record.host == record_host)
+            ]
+        with _open_store(store_url) as store:
+            return store.latest(service=service, host=record_host or None)
+
+    def rows_of(records: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+        rows = capability_rows(records, time.time(), stale_after)
+        if pool:
+            rows = [row for row in rows if row["host"] == host]
+        columns = capability_columns(rows)
+        if output.format == "table":
+            # The age says when, at a glance; the timestamp stays in json/csv and with -c.
+            columns.remove("received_at")
+        return rows, columns
+
+    if watch is not None:
+        from .output import watch as watch_view
+
+        watch_view(
+            lambda: rows_of(records_now()),
+            watch,
+            output,
+            title=lambda: f"capabilities at {time.strftime('%H:%M:%S')} (Ctrl-C to stop)",
+        )
+        return
+    records = records_now()
+    if host and output.format == "table" and not output.columns and len(records) == 1:
+        _card(records[0], stale_after, output)
+        return
+    rows, columns = rows_of(records)
     # Live keys are only known once the wait is over: a key no host published is an empty
     # column and a note, not an error that throws the whole wait away.
-    render_list(rows, capability_columns(rows), output, open_columns=live)
+    render_list(rows, columns, output, open_columns=live)
+
+
+def _card(record: Any, stale_after: float, output: Any) -> None:
+    from ..capabilities import flatten_capabilities, iso_time
+    from .output import relative_age, render_card
+
+    age = max(0.0, time.time() - record.received_at)
+    state = "stale" if age > stale_after else "fresh"
+    heading = (
+        f"{record.service} on {record.host}: {state}, published {relative_age(age)} ago "
+        f"({iso_time(record.received_at)})"
+    )
+    render_card(heading, flatten_capabilities(record.capabilities), output)
 
 
 @capabilities.command("publish")

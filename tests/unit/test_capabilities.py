@@ -711,7 +711,7 @@ def test_cli_show_filters_stale_csv_and_columns(filled: str) -> None:
     assert json.loads(result.stdout) == [{"host": "h2", "state": "stale"}]
     table = run("capabilities", "show", store_url=filled)
     assert table.returncode == 0 and "\x1b" not in table.stdout
-    assert table.stdout.splitlines()[0].split()[:4] == ["service", "host", "state", "age_s"]
+    assert table.stdout.splitlines()[0].split()[:4] == ["service", "host", "state", "age"]
 
 
 def test_cli_history_rows_and_json_diff(filled: str) -> None:
