@@ -139,6 +139,25 @@ OPTIONS: tuple[OptionSpec, ...] = (
         sample_default="<the publishers of scheduler_topic's family>",
     ),
     OptionSpec(
+        "capabilities_history_keep",
+        "int",
+        240,
+        "Changes of history the store keeps per (service, host); 0 keeps every one.",
+    ),
+    OptionSpec(
+        "capabilities_history_max_age",
+        "float",
+        86400.0,
+        "History older than this (seconds) is dropped by the collector; 0 keeps it forever.",
+    ),
+    OptionSpec(
+        "services_prune_after",
+        "float",
+        0.0,
+        "The collector forgets a service whose last heartbeat is older than this (seconds), as "
+        "nova service-delete would; 0 never (services prune does it by hand).",
+    ),
+    OptionSpec(
         "capabilities_stale_after",
         "float",
         180.0,

@@ -463,6 +463,14 @@ class Service:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 LOG.warning("%s is still running a task; leaving it behind", thread.name)
+        cleanup = getattr(self.manager, "cleanup_host", None)
+        if cleanup is not None:
+            # What the manager still holds (the collector's queued writes), as nova's
+            # cleanup_host: after the consumers stopped, before the process ends.
+            try:
+                cleanup()
+            except Exception:
+                LOG.exception("cleanup_host failed")
         if self.record is not None:
             # A last report, so the collector can show the service down at once instead of
             # after service_down_time.

@@ -45,6 +45,7 @@ def _schema(serial_key: str) -> list[str]:
             received_at DOUBLE PRECISION NOT NULL,
             diff TEXT NOT NULL)""",
         f"CREATE INDEX IF NOT EXISTS {_CHANGES}_by_host ON {_CHANGES} (host, service, id)",
+        f"CREATE INDEX IF NOT EXISTS {_CHANGES}_by_time ON {_CHANGES} (received_at)",
         f"""CREATE TABLE IF NOT EXISTS {_SERVICES} (
             service TEXT NOT NULL,
             host TEXT NOT NULL,
@@ -74,6 +75,18 @@ _PRUNE_CHANGES = f"""
     DELETE FROM {_CHANGES} WHERE service = :service AND host = :host AND id <= (
         SELECT id FROM {_CHANGES} WHERE service = :service AND host = :host
         ORDER BY id DESC LIMIT 1 OFFSET :keep)"""
+# A batch's final state of a (service, host): its last capabilities, when they last arrived
+# and when they last changed.
+_UPSERT_CAPS_FINAL = f"""
+    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at)
+    VALUES (:service, :host, :capabilities, :received_at, :changed_at)
+    ON CONFLICT (service, host) DO UPDATE SET
+        capabilities = excluded.capabilities,
+        received_at = excluded.received_at,
+        changed_at = excluded.changed_at"""
+_DELETE_OLD_CHANGES = f"DELETE FROM {_CHANGES} WHERE received_at < :before"
+_DELETE_SERVICE = f"DELETE FROM {_SERVICES} WHERE service = :service AND host = :host"
+_DELETE_CAPS = f"DELETE FROM {_CAPS} WHERE service = :service AND host = :host"
 _UPSERT_SERVICE = f"""
     INSERT INTO {_SERVICES} (service, host, topic, record, updated_at)
     VALUES (:service, :host, :topic, :record, :updated_at)
@@ -114,6 +127,12 @@ class _Backend:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+        """One statement for many parameter sets (one round trip per batch where the driver
+        pipelines: psycopg 3)."""
+        for params in rows:
+            self.execute(sql, params)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -186,6 +205,10 @@ class _SQLiteBackend(_Backend):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params or {}).fetchall()
+
+    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)
 
     def schema_missing(self) -> bool:
         row = self._conn.execute(
@@ -298,6 +321,10 @@ class _SQLAlchemyBackend(_Backend):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._conn.execute(self._text(sql), dict(params or {}))]
+
+    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+        if rows:
+            self._conn.execute(self._text(sql), [dict(row) for row in rows])
 
     def close(self) -> None:
         with self._lock:

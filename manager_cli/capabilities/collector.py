@@ -26,17 +26,30 @@ carries the same capabilities.
 
 The store comes from ``[DEFAULT] capabilities_store`` or ``$MANAGERCTL_CAPABILITIES_STORE``; the
 scheduler topic from ``[DEFAULT] scheduler_topic`` (``serve --scheduler-topic``).
+
+Writes are batched: the RPC workers hand updates and heartbeats to one writer thread, which
+writes whatever has queued (up to BATCH_MAX, waiting at most BATCH_WAIT for more) in one
+transaction. One transaction per update capped intake at a few hundred per second on
+PostgreSQL; a bounded queue makes the workers, and through prefetch the broker, hold the rest
+when the database is slower than the publishers. Requests are acknowledged before they run (as
+oslo does), so a crash loses at most the queued batch, as it would lose requests in flight.
+History is kept bounded: per (service, host) by ``capabilities_history_keep``, and by age by
+``capabilities_history_max_age`` (a periodic task); ``services_prune_after`` forgets services
+that stopped reporting.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BadInputError, ManagerCtlError
 from ..manager import MANAGERCTL_TOPIC, SCHEDULER_TOPIC, Manager
+from ..periodic import periodic_task
 from .families import PublishTarget, publish_targets
 from .store import CapabilityStore, open_store, store_url_from
 
@@ -44,6 +57,90 @@ LOG = logging.getLogger(__name__)
 
 PUBLISH_METHOD = "publish_service_capabilities"
 UPDATE_METHOD = "update_service_capabilities"
+# One transaction takes at most this many updates, gathered for at most BATCH_WAIT seconds.
+BATCH_MAX = 2000
+BATCH_WAIT = 0.05
+# Updates waiting for the writer; past this the RPC workers wait (backpressure to the broker).
+QUEUE_MAX = 20_000
+
+
+class BatchWriter:
+    """One thread writing what the RPC workers hand it, many updates per transaction."""
+
+    def __init__(self, store_of: Any, batch_max: int = BATCH_MAX, wait: float = BATCH_WAIT):
+        self._store_of = store_of
+        self.batch_max = batch_max
+        self.wait = wait
+        self._queue: queue.Queue[tuple[str, Any, float] | None] = queue.Queue(QUEUE_MAX)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.written = 0
+
+    def submit(self, kind: str, item: Any) -> None:
+        self._ensure_started()
+        self._queue.put((kind, item, time.time()))
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="collector-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write what is queued and stop the thread (the service is stopping)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.wait
+            while len(batch) < self.batch_max:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=max(0.0, remaining))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[str, Any, float]]) -> None:
+        updates = [(*item, at) for (kind, item, at) in batch if kind == "capabilities"]
+        services = [(item, at) for kind, item, at in batch if kind == "service"]
+        store = self._store_of()
+        try:
+            if updates:
+                store.record_many(updates)
+            if services:
+                store.record_services(services)
+        except ManagerCtlError as exc:
+            # The database is away: these are lost (publishers send again every interval).
+            LOG.warning("dropped %d updates: %s", len(batch), exc)
+            return
+        except Exception:
+            LOG.exception("dropped %d updates", len(batch))
+            return
+        self.batches += 1
+        self.written += len(batch)
 
 
 def ask_to_publish(settings: Any, targets: Iterable[PublishTarget]) -> list[PublishTarget]:
@@ -110,7 +207,17 @@ class CollectorManager(Manager):
     # SchedulerDependentManager's local update_service_capabilities is, here, the RPC method
     # every publisher calls.
     RPC_EXPOSED = frozenset({"update_service_capabilities"})
-    RPC_HIDDEN = frozenset({"store", "scheduler_topic", "fanout_listeners", "publish_targets"})
+    RPC_HIDDEN = frozenset(
+        {
+            "store",
+            "writer",
+            "scheduler_topic",
+            "fanout_listeners",
+            "publish_targets",
+            "prune_store",
+            "cleanup_host",
+        }
+    )
 
     def __init__(self, *args: Any, store: CapabilityStore | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("service_name", "collector")
@@ -118,6 +225,7 @@ class CollectorManager(Manager):
         self._store = store
         self._store_lock = threading.Lock()
         self.store_url = store_url_from(self.settings)
+        self.writer = BatchWriter(lambda: self.store)
 
     @property
     def store(self) -> CapabilityStore:
@@ -125,7 +233,10 @@ class CollectorManager(Manager):
         if self._store is None:
             with self._store_lock:
                 if self._store is None:
-                    self._store = open_store(self.store_url)
+                    self._store = open_store(
+                        self.store_url,
+                        history_keep=int(getattr(self.settings, "capabilities_history_keep", 240)),
+                    )
         return self._store
 
     @property
@@ -163,6 +274,21 @@ class CollectorManager(Manager):
             # Not fatal: services publish on their own interval anyway.
             LOG.warning("could not ask services to publish their capabilities: %s", exc)
 
+    def cleanup_host(self) -> None:
+        """The service is stopping: write what is queued."""
+        self.writer.flush()
+
+    @periodic_task(spacing=600, run_immediately=True)
+    def prune_store(self, context: Any) -> None:
+        """Keep the store bounded: history past its age, services gone past theirs."""
+        max_age = float(getattr(self.settings, "capabilities_history_max_age", 0) or 0)
+        if max_age > 0:
+            self.store.prune_history(max_age)
+        prune_after = float(getattr(self.settings, "services_prune_after", 0) or 0)
+        if prune_after > 0:
+            for gone in self.store.prune_services(prune_after):
+                LOG.info("forgot %s on %s (no heartbeat for %gs)", *gone, prune_after)
+
     # RPC methods -------------------------------------------------------------------------
 
     def update_service_capabilities(
@@ -180,15 +306,12 @@ class CollectorManager(Manager):
         Takes what cinder's scheduler takes (``cluster_name``, ``timestamp``, ``**kwargs``); the
         store keeps the arrival time (the publisher's clock may be off), not ``timestamp``.
         """
-        changed = self.store.record_capabilities(service_name, host, capabilities)
-        LOG.debug(
-            "capabilities of %s on %s%s: %s",
-            service_name,
-            host,
-            f" (cluster {cluster_name})" if cluster_name else "",
-            "changed" if changed else "same",
-        )
+        if not service_name or not host:
+            raise BadInputError("a capability record needs a service and a host")
+        self.writer.submit("capabilities", (str(service_name), str(host), capabilities))
 
     def report_service_state(self, context: Any, service: dict[str, Any]) -> None:
         """Keep a service's heartbeat record (cast by every service each report_interval)."""
-        self.store.record_service(service)
+        if not isinstance(service, dict) or not service.get("service") or not service.get("host"):
+            raise BadInputError("a service record needs a service and a host")
+        self.writer.submit("service", service)

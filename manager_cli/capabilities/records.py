@@ -24,6 +24,7 @@ __all__ = [
     "flatten",
     "flatten_capabilities",
     "iso_time",
+    "key_series",
     "pool_name",
 ]
 
@@ -191,3 +192,22 @@ def capability_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         keys.update(row)
     return list(ROW_COLUMNS) + sorted(keys.difference(ROW_COLUMNS))
+
+
+def key_series(changes: Iterable[Change], key: str) -> dict[str, list[tuple[float, Any]]]:
+    """The values ``key`` took, per service, from a host's changes (oldest first): a point at
+    each change that added or changed it (None where it was removed). Between two points the
+    value did not change: the history keeps changes only."""
+    series: dict[str, list[tuple[float, Any]]] = {}
+    for change in changes:
+        diff = change.diff
+        if key in diff.get("added", {}):
+            value = diff["added"][key]
+        elif key in diff.get("changed", {}):
+            value = diff["changed"][key].get("new")
+        elif key in diff.get("removed", {}):
+            value = None
+        else:
+            continue
+        series.setdefault(change.service, []).append((change.received_at, value))
+    return series

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,9 @@ from ..redact import mask_url_passwords
 from .backends import (
     _CAPS,
     _CHANGES,
+    _DELETE_CAPS,
+    _DELETE_OLD_CHANGES,
+    _DELETE_SERVICE,
     _INSERT_CHANGE,
     _PRUNE_CHANGES,
     _SCHEMA,
@@ -36,6 +39,7 @@ from .backends import (
     _SERVICES,
     _TOUCH_CAPS,
     _UPSERT_CAPS,
+    _UPSERT_CAPS_FINAL,
     _UPSERT_SERVICE,
     SCHEMA_VERSION,
     _Backend,
@@ -57,8 +61,14 @@ __all__ = [
 ]
 
 STORE_ENV = "MANAGERCTL_CAPABILITIES_STORE"
-# History rows kept per (service, host): enough to see a day of changes at one a minute.
-DEFAULT_HISTORY_KEEP = 2000
+# History rows kept per (service, host): a publisher whose load changes every minute keeps its
+# last 4 hours, about 1 kB a change; 10,000 such hosts stay near a few GB at most, and
+# DEFAULT_HISTORY_MAX_AGE drops whatever is older than a day.
+DEFAULT_HISTORY_KEEP = 240
+# History older than this (seconds) is pruned by the collector, whatever the count: one day.
+DEFAULT_HISTORY_MAX_AGE = 86400.0
+# Hosts whose current rows one batch reads per query (well under SQLite's parameter limit).
+BATCH_LOOKUP = 500
 # Old history rows of a host are pruned on its first change and then every this many changes.
 PRUNE_EVERY = 50
 
@@ -208,6 +218,89 @@ class CapabilityStore:
             self._changes_since_prune[key] = self._changes_since_prune.get(key, 0) + 1
         return changed
 
+    def record_many(self, updates: Sequence[tuple[str, str, Any, float]]) -> int:
+        """Keep many (service, host, capabilities, received_at) updates, in order, in one
+        transaction; the number that changed something. What a collector under load writes:
+        one read of the current rows per BATCH_LOOKUP hosts, then one statement per kind."""
+        prepared = []
+        for service, host, capabilities, received_at in updates:
+            if not service or not host:
+                raise BadInputError("a capability record needs a service and a host")
+            items = capabilities if isinstance(capabilities, list) else [capabilities]
+            text = json.dumps(items, default=str)
+            prepared.append((str(service), str(host), text, float(received_at)))
+        if not prepared:
+            return 0
+
+        def record(db: _Backend) -> tuple[int, list[tuple[str, str]]]:
+            keys = list(dict.fromkeys((service, host) for service, host, _, _ in prepared))
+            current: dict[tuple[str, str], str] = {}
+            hosts = list(dict.fromkeys(host for _, host in keys))
+            wanted = set(keys)
+            for start in range(0, len(hosts), BATCH_LOOKUP):
+                chunk = hosts[start : start + BATCH_LOOKUP]
+                names = ", ".join(f":h{i}" for i in range(len(chunk)))
+                sql = (
+                    f"SELECT service, host, capabilities FROM {_CAPS} WHERE host IN ({names})"
+                    + db.for_update
+                )
+                for service, host, text in db.query(sql, {f"h{i}": h for i, h in enumerate(chunk)}):
+                    if (service, host) in wanted:
+                        current[(service, host)] = canonical(json.loads(text))
+            final: dict[tuple[str, str], dict[str, Any]] = {}
+            changes = []
+            for service, host, text, received_at in prepared:
+                key = (service, host)
+                new = json.loads(text)
+                shown = canonical(new)
+                state = final.setdefault(
+                    key, {"service": service, "host": host, "changed_at": None}
+                )
+                state["received_at"] = received_at
+                old_shown = current.get(key)
+                if old_shown == shown:
+                    continue
+                old = None if old_shown is None else json.loads(old_shown)
+                diff = diff_capabilities(old, new)
+                changes.append(
+                    {
+                        "service": service,
+                        "host": host,
+                        "received_at": received_at,
+                        "diff": json.dumps(diff, default=str),
+                    }  # fmt: skip
+                )
+                current[key] = shown
+                state.update(capabilities=text, changed_at=received_at)
+            upserts = [s for s in final.values() if s["changed_at"] is not None]
+            touches = [
+                {"service": s["service"], "host": s["host"], "received_at": s["received_at"]}
+                for s in final.values()
+                if s["changed_at"] is None
+            ]
+            db.execute_many(_UPSERT_CAPS_FINAL, upserts)
+            db.execute_many(_TOUCH_CAPS, touches)
+            db.execute_many(_INSERT_CHANGE, changes)
+            changed_keys = [(c["service"], c["host"]) for c in changes]
+            prune = []
+            for key in dict.fromkeys(changed_keys):
+                count = self._changes_since_prune.get(key, 0)
+                if self.history_keep > 0 and count % max(1, self.prune_every) == 0:
+                    prune.append({"service": key[0], "host": key[1], "keep": self.history_keep})
+            for params in prune:
+                db.execute(_PRUNE_CHANGES, params)
+            return len(changes), changed_keys
+
+        changed, changed_keys = self._run(True, record)
+        for key in changed_keys:
+            self._changes_since_prune[key] = self._changes_since_prune.get(key, 0) + 1
+        return changed
+
+    def prune_history(self, older_than: float, now: float | None = None) -> None:
+        """Drop the history rows that arrived more than ``older_than`` seconds ago."""
+        before = (time.time() if now is None else now) - float(older_than)
+        self._run(True, lambda db: db.execute(_DELETE_OLD_CHANGES, {"before": before}))
+
     def latest(self, service: str | None = None, host: str | None = None) -> list[CapabilityRecord]:
         """The last capabilities of every (service, host), optionally filtered, sorted."""
         where, params = _where(service=service, host=host)
@@ -218,9 +311,19 @@ class CapabilityStore:
             for service, host_, caps, received in rows
         ]
 
-    def history(self, host: str, service: str | None = None, limit: int = 100) -> list[Change]:
-        """The last ``limit`` changes of ``host`` (optionally one service), oldest first."""
+    def history(
+        self,
+        host: str,
+        service: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+    ) -> list[Change]:
+        """The last ``limit`` changes of ``host`` (optionally one service, only those that
+        arrived at or after ``since``), oldest first."""
         where, params = _where(host=host, service=service)
+        if since is not None:
+            where += " AND received_at >= :since"
+            params = {**params, "since": float(since)}
         sql = (
             f"SELECT service, host, received_at, diff FROM {_CHANGES}{where} "
             "ORDER BY id DESC LIMIT :limit"
@@ -246,6 +349,69 @@ class CapabilityStore:
             "updated_at": updated_at,
         }
         self._run(True, lambda db: db.execute(_UPSERT_SERVICE, params))
+
+    def record_services(self, records: Sequence[tuple[Mapping[str, Any], float]]) -> None:
+        """Keep many (heartbeat record, received_at) in one transaction (the last one wins)."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for record, received_at in records:
+            if (
+                not isinstance(record, Mapping)
+                or not record.get("service")
+                or not record.get("host")
+            ):
+                raise BadInputError("a service record needs a service and a host")
+            key = (str(record["service"]), str(record["host"]))
+            rows[key] = {
+                "service": key[0],
+                "host": key[1],
+                "topic": None if record.get("topic") is None else str(record["topic"]),
+                "record": json.dumps(dict(record), default=str),
+                "updated_at": float(received_at),
+            }
+        if rows:
+            self._run(True, lambda db: db.execute_many(_UPSERT_SERVICE, list(rows.values())))
+
+    def delete_service(self, service: str, host: str) -> bool:
+        """Forget a service (its heartbeat record and its capabilities), as nova
+        service-delete does; its history stays until retention drops it. True if it existed."""
+        params = {"service": str(service), "host": str(host)}
+
+        def delete(db: _Backend) -> bool:
+            found = (
+                db.query(
+                    f"SELECT count(*) FROM {_SERVICES} WHERE service = :service AND host = :host",
+                    params,
+                )[0][0]
+                or db.query(
+                    f"SELECT count(*) FROM {_CAPS} WHERE service = :service AND host = :host",
+                    params,
+                )[0][0]
+            )
+            db.execute(_DELETE_SERVICE, params)
+            db.execute(_DELETE_CAPS, params)
+            return bool(found)
+
+        return self._run(True, delete)
+
+    def prune_services(self, older_than: float, now: float | None = None) -> list[tuple[str, str]]:
+        """Forget every service whose last heartbeat is older than ``older_than`` seconds;
+        the (service, host) pairs forgotten."""
+        before = (time.time() if now is None else now) - float(older_than)
+
+        def prune(db: _Backend) -> list[tuple[str, str]]:
+            gone = [
+                (str(service), str(host))
+                for service, host in db.query(
+                    f"SELECT service, host FROM {_SERVICES} WHERE updated_at < :before",
+                    {"before": before},
+                )
+            ]
+            rows = [{"service": service, "host": host} for service, host in gone]
+            db.execute_many(_DELETE_SERVICE, rows)
+            db.execute_many(_DELETE_CAPS, rows)
+            return gone
+
+        return self._run(True, prune)
 
     def services(self, service: str | None = None, host: str | None = None) -> list[dict[str, Any]]:
         """Every service's last heartbeat record, with ``updated_at``, sorted by service, host."""

@@ -466,31 +466,83 @@ def _summary(diff: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _since(text: str | None) -> float | None:
+    """``--since``: a duration back from now (90s, 30m, 6h, 2d) or an ISO 8601 time."""
+    import datetime
+    import re
+
+    if text is None:
+        return None
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if found:
+        size = {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
+        return time.time() - float(found.group(1)) * size
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInputError(
+            f"bad --since {text!r}", hint="give a duration (30m, 6h, 2d) or an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
 @capabilities.command("history")
 @click.argument("host", shell_complete=complete_hosts)
 @click.option("--service", metavar="SERVICE", help="Only this service.")
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Show at most the last N changes.",
+    default=None,
+    help="Show at most the last N changes (default 100; with --key 10000).",
+)
+@click.option(
+    "--key",
+    metavar="KEY",
+    help="Plot this (dotted) capability key's values over time, with min / max / last; "
+    "-f json/csv give the raw points.",
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only changes since WHEN: a duration back from now (30m, 6h, 2d) or an ISO 8601 time.",
 )
 @_store_url_option
 @output_options
 def history(
-    host: str, service: str | None, limit: int, store_url: str | None, **kwargs: Any
+    host: str,
+    service: str | None,
+    limit: int | None,
+    key: str | None,
+    since: str | None,
+    store_url: str | None,
+    **kwargs: Any,
 ) -> None:
     """Show what changed in HOST's capabilities, and when: one row per change, oldest first.
 
     The table shows a summary (+key=value added, key: old -> new changed, -key removed);
     -f json, yaml and csv also carry the diff as added, removed and changed (keys dotted).
+    With --key, the values of that key are plotted in the terminal instead (a step line: the
+    history keeps changes only), with min, max and last.
+
+    \b
+    Examples:
+      managerctl capabilities history web01 --since 6h
+      managerctl capabilities history web01 --key load.1m
+      managerctl capabilities history web01 --key memory_available_mb -f csv
     """
     from ..capabilities import iso_time
 
     output = output_from(kwargs)
+    check_column_names(output)
+    starting = _since(since)
+    chosen_limit = limit or (10_000 if key else 100)
     with _open_store(store_url) as store:
-        changes = store.history(host, service=service, limit=limit)
+        changes = store.history(host, service=service, limit=chosen_limit, since=starting)
+    if key:
+        _plot_history(host, key, changes, output)
+        return
     rows = [
         {
             "received_at": iso_time(change.received_at),
@@ -505,3 +557,42 @@ def history(
     ]
     human = output.format in ("table", "value")
     render_list(rows, HISTORY_TABLE_COLUMNS if human else HISTORY_COLUMNS, output)
+
+
+def _plot_history(host: str, key: str, changes: list[Any], output: Any) -> None:
+    import shutil
+
+    from ..capabilities import iso_time
+    from ..capabilities.records import key_series
+    from .output import message, plot_series
+
+    series = key_series(changes, key)
+    if output.format != "table":
+        rows = [
+            {"received_at": iso_time(at), "service": name, "host": host, "key": key, "value": v}
+            for name, points in series.items()
+            for at, v in points
+        ]
+        render_list(rows, ["received_at", "service", "host", "key", "value"], output)
+        return
+    if not series:
+        raise BadInputError(
+            f"no change of {key!r} on {host!r} in the history",
+            hint="capabilities history HOST lists what changed; keys are dotted (load.1m)",
+        )
+    width = output.width or shutil.get_terminal_size((100, 24)).columns
+    out = output.out
+    for name, points in series.items():
+        numeric = [(at, v) for at, v in points if isinstance(v, (int, float))]
+        numeric = [(at, v) for at, v in numeric if not isinstance(v, bool)]
+        if not numeric:
+            message(f"{key} of {name} on {host} is not a number: nothing to plot (try -f json)")
+            continue
+        values = [v for _, v in numeric]
+        out.write(
+            f"{key} of {name} on {host}: min {text_value(min(values))}, "
+            f"max {text_value(max(values))}, last {text_value(values[-1])} "
+            f"({len(numeric)} changes, {iso_time(numeric[0][0])} .. {iso_time(numeric[-1][0])})\n"
+        )
+        for line in plot_series(numeric, width):
+            out.write(line.rstrip() + "\n")

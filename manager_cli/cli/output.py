@@ -690,6 +690,53 @@ def watch(
                 sleep(interval)
 
 
+_EIGHTHS = " ▁▂▃▄▅▆▇█"
+
+
+def plot_series(points: Sequence[tuple[float, float]], width: int, height: int = 10) -> list[str]:
+    """A numeric series as a block chart of ``height`` lines and about ``width`` columns: time
+    left to right (a step line: a value holds until the next change), the value's range
+    bottom to top, labelled with max and min on the left and the first and last time below."""
+    import datetime
+
+    if not points:
+        return []
+    values = [float(v) for _, v in points]
+    low, high = min(values), max(values)
+    labels = [text_value(high), text_value(low)]
+    label_width = max(len(label) for label in labels)
+    columns = max(10, width - label_width - 3)
+    start, end = points[0][0], points[-1][0]
+    span = (end - start) or 1.0
+    # The value each column shows: the last point at or before its time.
+    level: list[float] = []
+    index = 0
+    for column in range(columns):
+        moment = start + span * column / max(1, columns - 1)
+        while index + 1 < len(points) and points[index + 1][0] <= moment:
+            index += 1
+        level.append(float(points[index][1]))
+    scale = (high - low) or 1.0
+    eighths = [
+        round((v - low) / scale * (height * 8 - 1)) + 1 if high > low else height * 4 for v in level
+    ]
+    lines = []
+    for row in range(height, 0, -1):
+        floor = (row - 1) * 8
+        cells = "".join(_EIGHTHS[max(0, min(8, e - floor))] for e in eighths)
+        label = labels[0] if row == height else labels[1] if row == 1 else ""
+        lines.append(f"{label.rjust(label_width)} ┤{cells}")
+
+    def clock(moment: float) -> str:
+        stamp = datetime.datetime.fromtimestamp(moment, tz=datetime.timezone.utc)
+        return stamp.strftime("%m-%d %H:%M:%S")
+
+    first, last = clock(start), clock(end)
+    axis = " " * label_width + " └" + "─" * columns
+    under = " " * (label_width + 2) + first + last.rjust(max(1, columns - len(first)))
+    return [*lines, axis, under]
+
+
 def message(text: str) -> None:
     """A line for people, on stderr (never mixed with the data on stdout)."""
     click.echo(text, err=True)

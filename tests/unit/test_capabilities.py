@@ -535,6 +535,7 @@ def test_collector_stores_what_publishers_cast(tmp_path: Path) -> None:
             capabilities=[{"vcpus": 4}],
         )
         dispatch(manager, "report_service_state", service={"service": "compute", "host": "node1"})
+        manager.cleanup_host()  # the batch writer writes what is queued
         assert [(r.service, r.host, r.capabilities) for r in store.latest()] == [
             ("compute", "node1", [{"vcpus": 4}])
         ]
@@ -593,6 +594,7 @@ def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_pat
                 capabilities=[HOSTINFO],
             )  # fmt: skip
         )
+        manager.cleanup_host()  # the batch writer writes what is queued
         records = {r.host: r for r in store.latest()}
         assert records["peerhost@fake"].capabilities == [CINDER_ARGS["capabilities"]]
         assert set(records) == {"peerhost@fake", "peerhost@other", "h1"}
@@ -640,7 +642,15 @@ def test_collector_exposes_its_rpc_methods_but_not_its_store(tmp_path: Path) -> 
 
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store)
-        for hidden in ("store", "init_host", "post_start_hook", "periodic_tasks"):
+        for hidden in (
+            "store",
+            "init_host",
+            "post_start_hook",
+            "periodic_tasks",
+            "cleanup_host",
+            "prune_store",
+            "writer",
+        ):
             with pytest.raises(NoSuchMethod):
                 dispatch(manager, hidden)
 
@@ -807,3 +817,87 @@ def test_cli_publish_without_a_known_publisher_is_bad_input(tmp_path: Path) -> N
                  store_url=f"sqlite:///{tmp_path / 'none.sqlite'}")  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "no publisher of 'my-scheduler' is known" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Batched writes, retention, forgetting services
+
+
+def test_record_many_equals_one_by_one(tmp_path: Path) -> None:
+    """A batch leaves the store as the same updates one by one would (rows and history)."""
+    updates = []
+    for n in range(60):
+        host = f"h{n % 4}"
+        caps = [{"round": n // 8, "cpu_count": 4}]  # same value several times in a row
+        updates.append(("hostinfo", host, caps, 1000.0 + n))
+    with open_store(f"sqlite:///{tmp_path / 'one.sqlite'}") as one:
+        for update in updates:
+            one.record_capabilities(*update[:3], received_at=update[3])
+        expected = (one.latest(), [one.history(f"h{i}", limit=1000) for i in range(4)])
+    with open_store(f"sqlite:///{tmp_path / 'many.sqlite'}") as many:
+        changed = many.record_many(updates[:25]) + many.record_many(updates[25:])
+        got = (many.latest(), [many.history(f"h{i}", limit=1000) for i in range(4)])
+    assert got == expected
+    assert changed == sum(len(h) for h in expected[1])
+
+
+def test_history_by_age_and_services_forgotten(store) -> None:
+    store.record_many(
+        [("hostinfo", "old", [{"a": 1}], 100.0), ("hostinfo", "new", [{"a": 1}], 900.0)]
+    )
+    store.prune_history(older_than=500, now=1000.0)
+    assert store.history("old") == [] and len(store.history("new")) == 1
+    store.record_services([({"service": "hostinfo", "host": "old"}, 100.0),
+                           ({"service": "hostinfo", "host": "new"}, 900.0)])  # fmt: skip
+    assert store.prune_services(older_than=500, now=1000.0) == [("hostinfo", "old")]
+    assert [s["host"] for s in store.services()] == ["new"]
+    assert [r.host for r in store.latest()] == ["new"]
+    assert store.delete_service("hostinfo", "new") is True
+    assert store.delete_service("hostinfo", "new") is False
+    assert store.services() == [] and store.latest() == []
+
+
+def test_the_batch_writer_batches_and_flushes(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store)
+        for n in range(3000):
+            manager.update_service_capabilities({}, "hostinfo", f"h{n % 50}", [{"n": n}])
+        manager.cleanup_host()
+        assert len(store.latest()) == 50
+        assert manager.writer.written == 3000
+        assert manager.writer.batches < 3000 / 10  # many per transaction
+
+
+@pytest.fixture
+def loads(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'loads.sqlite'}"
+    now = time.time()
+    with open_store(url) as store:
+        for n, load in enumerate([0.5, 1.5, 3.0, 1.0, 2.0]):
+            store.record_capabilities(
+                "hostinfo", "h1", [{"load": {"1m": load}, "cpu_count": 4}], now - 3000 + n * 600
+            )
+    return url
+
+
+def test_history_key_plots_min_max_last_and_raw_points(loads: str) -> None:
+    result = run("capabilities", "history", "h1", "--key", "load.1m", store_url=loads,
+                 env={"COLUMNS": "60"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("load.1m of hostinfo on h1: min 0.5, max 3, last 2 (5 changes")
+    chart = lines[1:11]
+    assert chart[0].startswith("  3 ┤") and chart[-1].startswith("0.5 ┤")
+    assert "█" in chart[0] and "─" in lines[11]
+    data = json.loads(run("capabilities", "history", "h1", "--key", "load.1m", "-f", "json",
+                          store_url=loads).stdout)  # fmt: skip
+    assert [row["value"] for row in data] == [0.5, 1.5, 3.0, 1.0, 2.0]
+    assert set(data[0]) == {"received_at", "service", "host", "key", "value"}
+    recent = run("capabilities", "history", "h1", "--key", "load.1m", "--since", "25m", "-f",
+                 "csv", store_url=loads)  # fmt: skip
+    assert recent.stdout.splitlines()[1:] and len(recent.stdout.splitlines()) == 3  # 2 points
+    # cpu_count never changed after it was added: one point, still a plot
+    nothing = run("capabilities", "history", "h1", "--key", "nope", store_url=loads)
+    assert nothing.returncode == 2 and "no change of 'nope'" in nothing.stderr
+    bad = run("capabilities", "history", "h1", "--since", "yesterday", store_url=loads)
+    assert bad.returncode == 2 and "--since" in bad.stderr
