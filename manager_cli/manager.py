@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import names
 from .errors import UnknownNameError
 from .periodic import PeriodicTasks, periodic_task, task_specs
 from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
 
 LOG = logging.getLogger(__name__)
 
-SCHEDULER_TOPIC = "scheduler"
-BASE_API_NAMESPACE = "baseapi"
-BASE_API_VERSION = "1.1"
-
+SCHEDULER_TOPIC = names.SCHEDULER_TOPIC
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
+BASE_API_VERSION = names.BASE_API_VERSION
 # The lifecycle hooks, in the order a service calls them.
-HOOKS: tuple[str, ...] = ("init_host", "pre_start_hook", "post_start_hook")
+HOOKS = names.HOOKS
 
 
 class CapabilityPublisher(Protocol):

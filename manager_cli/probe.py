@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import names
 from .errors import (
     AccessRefusedError,
     BadInputError,
@@ -36,13 +37,11 @@ ALIVE = "alive"
 DOWN = "down"
 STUCK = "stuck"
 
-PING = "ping"
-OSLO_PING = "oslo_rpc_server_ping"
+PING = names.PING_METHOD
+OSLO_PING = names.OSLO_PING_METHOD
 METHODS = (PING, OSLO_PING)
 
-# The nova-style base API (manager.BASE_API_NAMESPACE; not imported from there because that
-# module's imports would cost the probe's start-up some 50 ms).
-BASE_API_NAMESPACE = "baseapi"
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
 # Version 1.0 is the most compatible request: an endpoint at any 1.x accepts it, so nova's
 # BaseAPI (1.1), managerctl's (1.1) and an older or leaner 1.0 base API all return a real result,
 # where asking 1.1 would get UnsupportedVersion from a 1.0 one (alive all the same, but less
@@ -311,7 +310,7 @@ def probe_all(
                 verdict=ALIVE,
                 rtt_ms=round(reply.elapsed * 1000, 2),
                 answer=answer,
-                exchange=f"{topic}_fanout",
+                exchange=names.fanout_exchange_name(topic),
                 method=method,
                 service=_service_of(result),
                 detail=detail,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import __version__
+from . import __version__, names
 from .context import get_admin_context
 from .errors import ManagerCtlError, TaskFailedError, UnavailableError
 from .manager import SCHEDULER_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
@@ -41,10 +41,9 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-CONTROL_NAMESPACE = "managerctl"
-CONTROL_API_VERSION = "1.0"
-# The fanout cast a service sends every report_interval; the collector stores what it carries.
-REPORT_METHOD = "report_service_state"
+CONTROL_NAMESPACE = names.CONTROL_NAMESPACE
+CONTROL_API_VERSION = names.CONTROL_API_VERSION
+REPORT_METHOD = names.REPORT_METHOD
 # Shortest sleep of the periodic timer, so a task with a tiny spacing cannot spin a core.
 MIN_PERIODIC_SLEEP = 0.1
 # How often a service whose reports were turned off by a reload looks at the option again.

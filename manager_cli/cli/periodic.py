@@ -139,7 +139,7 @@ def _control_failure(exc: BaseException, where: str) -> BaseException:
 def _call(method: str, args: dict[str, Any], name: str, remote: Remote) -> list[dict[str, Any]]:
     """Call a control method on one host; its rows."""
     from ..context import get_admin_context
-    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
     from .rpc import _settings_and_client
 
     topic = _topic(name, remote)
@@ -203,7 +203,7 @@ def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> 
     the control endpoint names its host). A service with nothing to list answers anonymously.
     """
     from ..context import get_admin_context
-    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
     from .rpc import DEFAULT_GATHER_TIMEOUT, _settings_and_client
 
     topic = _topic(name, remote)
