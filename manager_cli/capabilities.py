@@ -17,7 +17,6 @@ process a store object may be shared between threads: its operations are seriali
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import BadInputError, ConfigError, ManagerCtlError, UnavailableError
 from .redact import mask_url_passwords
+from .timefmt import iso_utc
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -155,8 +155,7 @@ def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str
 
 def iso_time(timestamp: float) -> str:
     """A Unix time as ISO 8601 in UTC, to the second: ``2026-05-20T13:24:00Z``."""
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(timestamp)
 
 
 def capability_rows(
