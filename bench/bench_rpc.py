@@ -407,8 +407,6 @@ def run(url: str, options: argparse.Namespace, pids: dict[str, int]) -> int:
     from manager_cli.rpc.client import RPCClient
 
     raw = RawPikaClient(url)
-    confirmed = RawPikaClient(url, confirm=True)
-    ours = RPCClient(url)
 
     def ours_call(args: dict) -> object:
         return ours.call(CONTEXT, "echo", topic=TOPIC, args=args)
@@ -437,7 +435,10 @@ def run(url: str, options: argparse.Namespace, pids: dict[str, int]) -> int:
     server_pipe = rounds({n: raw.pipeliner(t) for n, (t, _) in servers.items()}, options, "servers")
     pipe_cpu = meter.per_call_us(options.rounds * options.pipelined)
 
-    # Clients: each against managerctl's server.
+    # Clients: each against managerctl's server. Connected only now: a BlockingConnection
+    # left idle through the servers' turns would miss its heartbeats and be dropped.
+    confirmed = RawPikaClient(url, confirm=True)
+    ours = RPCClient(url)
     clients: dict[str, Callable[[dict], object]] = {
         "raw pika": raw.call,
         "raw pika + confirms": confirmed.call,
