@@ -25,6 +25,10 @@ CONTROL_API_VERSION = "1.0"
 REPORT_METHOD = "report_service_state"
 # Where SchedulerDependentManager publishes capabilities unless told otherwise (nova's topic).
 SCHEDULER_TOPIC = "scheduler"
+# managerctl's own topic: the collector's RPC (heartbeats, its control endpoint) travels here, so
+# that nothing of managerctl's bookkeeping reaches a real scheduler (a topic managerctl does not
+# own).
+MANAGERCTL_TOPIC = "managerctl"
 
 # The lifecycle hooks, in the order a service calls them.
 HOOKS: tuple[str, ...] = ("init_host", "pre_start_hook", "post_start_hook")
