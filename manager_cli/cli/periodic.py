@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -17,6 +16,7 @@ from ..errors import (
     UnavailableError,
     UnknownNameError,
 )
+from ..timefmt import iso_utc_or_as_is
 from .common import load_manager, manager_name_argument, output_from
 from .complete import complete_hosts, complete_task_names, complete_topics
 from .output import output_options, render_list
@@ -139,7 +139,7 @@ def _control_failure(exc: BaseException, where: str) -> BaseException:
 def _call(method: str, args: dict[str, Any], name: str, remote: Remote) -> list[dict[str, Any]]:
     """Call a control method on one host; its rows."""
     from ..context import get_admin_context
-    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
     from .rpc import _settings_and_client
 
     topic = _topic(name, remote)
@@ -203,7 +203,7 @@ def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> 
     the control endpoint names its host). A service with nothing to list answers anonymously.
     """
     from ..context import get_admin_context
-    from ..service import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
     from .rpc import DEFAULT_GATHER_TIMEOUT, _settings_and_client
 
     topic = _topic(name, remote)
@@ -270,9 +270,7 @@ def _raise_first_failure(gathered: Gathered) -> None:
 
 def _timestamp(value: Any) -> Any:
     """Epoch seconds as ISO 8601 in UTC (what services list shows too); other values as given."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
-    return value
+    return iso_utc_or_as_is(value)
 
 
 def _rounded(value: Any, digits: int) -> Any:
