@@ -16,18 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import names
 from .errors import UnknownNameError
 from .periodic import PeriodicTasks, periodic_task, task_specs
 from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
 
 LOG = logging.getLogger(__name__)
 
-SCHEDULER_TOPIC = "scheduler"
-BASE_API_NAMESPACE = "baseapi"
-BASE_API_VERSION = "1.1"
-
+# The seed's scheduler topic: where a SchedulerDependentManager publishes unless the
+# ``scheduler_topic`` option says otherwise (cinder's family uses ``cinder-scheduler``).
+SCHEDULER_TOPIC = names.SCHEDULER_TOPIC
+MANAGERCTL_TOPIC = names.MANAGERCTL_TOPIC
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
+BASE_API_VERSION = names.BASE_API_VERSION
 # The lifecycle hooks, in the order a service calls them.
-HOOKS: tuple[str, ...] = ("init_host", "pre_start_hook", "post_start_hook")
+HOOKS = names.HOOKS
 
 
 class CapabilityPublisher(Protocol):
@@ -149,6 +152,11 @@ class SchedulerDependentManager(Manager):
         self.last_capabilities: list[Any] | None = None
         self.publisher = publisher
 
+    @property
+    def scheduler_topic(self) -> str:
+        """The topic whose fanout the capabilities go to: the ``scheduler_topic`` option."""
+        return str(getattr(self.settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
+
     def update_service_capabilities(self, capabilities: Any) -> None:
         """Remember these capabilities for the next publication; a single value is wrapped."""
         if not isinstance(capabilities, list):
@@ -169,7 +177,7 @@ class SchedulerDependentManager(Manager):
             return
         self.publisher.fanout_cast(
             context,
-            SCHEDULER_TOPIC,
+            self.scheduler_topic,
             "update_service_capabilities",
             {
                 "service_name": self.service_name,
@@ -186,7 +194,7 @@ FRAMEWORK_METHODS: frozenset[str] = frozenset(
     for cls in (PeriodicTasks, Manager, SchedulerDependentManager)
     for name in vars(cls)
     if not name.startswith("_") and name != "publish_service_capabilities"
-) | frozenset({"settings", "publisher", "db"})
+) | frozenset({"settings", "publisher", "db", "scheduler_topic"})
 
 
 def hidden_methods(cls: type) -> frozenset[str]:
