@@ -23,7 +23,7 @@ COLUMNS = (
     "bytes",
 )
 # -f json carries these too (-c picks any of them).
-EXTRA_COLUMNS = ("msg_id", "args", "error")
+EXTRA_COLUMNS = ("msg_id", "args", "compression", "error")
 WIDTHS = {
     "time": 12,
     "kind": 6,

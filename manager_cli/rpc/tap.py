@@ -39,8 +39,9 @@ from . import transport, wire
 
 DEFAULT_QUEUE_LIMIT = 10_000
 DROPPED_QUEUE_FACTOR = 10
-PREFETCH = 1000
-ACK_EVERY = 200
+# Copies in flight to the tap (unacked) are beyond the queue's limit and never dropped, so they
+# are kept to a tenth of it: a paused tap holds at most 1.1 x queue_limit copies on the broker.
+MAX_PREFETCH = 1000
 QUEUE_PREFIX = "managerctl-tap-"
 
 # kombu_compression puts the MIME type of the compressor in the ``compression`` header
@@ -110,8 +111,11 @@ def decode_copy(
         "bytes": len(body),
         "msg_id": None,
         "args": None,
+        "compression": None,
         "error": None,
     }
+    if properties.headers and properties.headers.get("compression"):
+        record["compression"] = str(properties.headers["compression"])
     try:
         if properties.content_type != wire.CONTENT_TYPE:
             raise wire.WireFormatError(
@@ -208,6 +212,9 @@ class Tap:
         self._dropped_queue: str | None = None
         self._last_tag = 0
         self._unacked = 0
+        self.prefetch = max(1, min(MAX_PREFETCH, self.queue_limit // 10))
+        self._max_kept: int | None = None
+        self._ack_every = max(1, self.prefetch // 2)
         self._fanout_exchange = transport.fanout_exchange_name(self.topic)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -288,8 +295,11 @@ class Tap:
             transport.declare_fanout_exchange(channel, self.topic)
         channel.queue_bind(self.queue, self._fanout_exchange, routing_key=self.topic)
         self.bindings.append((self._fanout_exchange, self.topic))
-        channel.basic_qos(prefetch_count=PREFETCH)
+        # basic.qos applies to the consumers started after it: few copies in flight, but the
+        # dropped ones (only counted) may come in large batches.
+        channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.queue, self._on_copy)
+        channel.basic_qos(prefetch_count=MAX_PREFETCH)
         channel.basic_consume(self._dropped_queue, self._on_dropped)
         self._channel = channel
 
@@ -298,7 +308,7 @@ class Tap:
     def _ack(self, delivery_tag: int) -> None:
         self._last_tag = delivery_tag
         self._unacked += 1
-        if self._unacked >= ACK_EVERY:
+        if self._unacked >= self._ack_every:
             self._flush_acks()
 
     def _flush_acks(self) -> None:
@@ -311,6 +321,9 @@ class Tap:
         self._ack(method.delivery_tag)
 
     def _on_copy(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._max_kept is not None and self.counters.kept >= self._max_kept:
+            self._ack(method.delivery_tag)  # delivered in the batch that reached --count
+            return
         self.counters.received += 1
         record = decode_copy(
             method.exchange, method.routing_key, properties, body, topic=self.topic
@@ -328,7 +341,7 @@ class Tap:
         """A dropped-copies queue at its own limit may have lost counts: say "at least"."""
         assert self._channel is not None and self._dropped_queue is not None
         frame = self._channel.queue_declare(self._dropped_queue, passive=True)
-        if frame.method.message_count >= self.queue_limit * DROPPED_QUEUE_FACTOR - PREFETCH:
+        if frame.method.message_count >= self.queue_limit * DROPPED_QUEUE_FACTOR - self.prefetch:
             self.counters.dropped_exact = False
 
     def run(
@@ -343,6 +356,7 @@ class Tap:
         ``tick()`` runs every ``tick_interval`` seconds (a live view refreshes there)."""
         assert self._connection is not None, "start() first"
         deadline = None if duration is None else time.monotonic() + duration
+        self._max_kept = count
         next_check = time.monotonic() + 1.0
         try:
             while count is None or self.counters.kept < count:
@@ -357,8 +371,6 @@ class Tap:
                     next_check = time.monotonic() + 1.0
                 if tick is not None:
                     tick()
-            # Copies dropped in the last moments are still on their way to the counter.
-            self._connection.process_data_events(time_limit=0)
         except _PIKA_ERRORS as exc:
             raise UnavailableError(
                 f"lost the broker while tapping {self.topic}: "
@@ -367,8 +379,26 @@ class Tap:
             ) from None
         return self.counters
 
+    def count_dropped(self, timeout: float = 2.0) -> None:
+        """Count the dropped copies still queued (the last moments, or a pause), within
+        ``timeout``: the count is only complete once that queue is empty."""
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None or not channel.is_open:
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(*_PIKA_ERRORS):
+            while time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.05)
+                frame = channel.queue_declare(self._dropped_queue, passive=True)
+                if frame.method.message_count == 0:
+                    connection.process_data_events(time_limit=0.05)
+                    break
+            self._flush_acks()
+
     def close(self) -> None:
-        """Delete the tap's queues and close (the broker would delete them anyway: exclusive)."""
+        """Count the last dropped copies, delete the tap's queues and close (the broker would
+        delete them anyway: they are exclusive)."""
+        self.count_dropped()
         connection, channel = self._connection, self._channel
         self._connection = self._channel = None
         if connection is None or not connection.is_open:
