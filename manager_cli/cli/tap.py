@@ -128,6 +128,7 @@ def tap(**kwargs: Any) -> None:
         fanout_only=kwargs["fanout_only"],
         queue_limit=kwargs["queue_limit"],
         filter=TapFilter(frozenset(kwargs["methods"])),
+        with_args=not kwargs["stats"],
     )
     if kwargs["stats"]:
         _run_stats(tap_, TapStats(), output, kwargs["count"], kwargs["duration"])

@@ -94,9 +94,11 @@ def decode_copy(
     *,
     topic: str,
     received: float | None = None,
+    with_args: bool = True,
 ) -> dict[str, Any]:
     """One copy as a record: time, kind, target, method, version, namespace, request id,
-    caller, bytes, and the masked args; ``error`` set for a copy that cannot be decoded."""
+    caller, bytes, and the masked args (None without ``with_args``: statistics need none);
+    ``error`` set for a copy that cannot be decoded."""
     received = time.time() if received is None else received
     fanout = exchange == transport.fanout_exchange_name(topic)
     record: dict[str, Any] = {
@@ -135,7 +137,7 @@ def decode_copy(
         request_id=_first(context, "request_id", "global_request_id"),
         caller=caller_of(context),
         msg_id=request.msg_id,
-        args=redact.mask_secrets(request.args),
+        args=redact.mask_secrets(request.args) if with_args else None,
     )
     return record
 
@@ -194,6 +196,7 @@ class Tap:
     queue_limit: int = DEFAULT_QUEUE_LIMIT
     filter: TapFilter = field(default_factory=TapFilter)
     on_record: Callable[[dict[str, Any]], None] | None = None
+    with_args: bool = True
     counters: TapCounters = field(default_factory=TapCounters)
     queue: str | None = None
     bindings: list[tuple[str, str]] = field(default_factory=list)
@@ -326,7 +329,12 @@ class Tap:
             return
         self.counters.received += 1
         record = decode_copy(
-            method.exchange, method.routing_key, properties, body, topic=self.topic
+            method.exchange,
+            method.routing_key,
+            properties,
+            body,
+            topic=self.topic,
+            with_args=self.with_args,
         )
         self._ack(method.delivery_tag)
         if record["error"] is not None:
