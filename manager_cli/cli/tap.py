@@ -119,11 +119,16 @@ def tap(**kwargs: Any) -> None:
     output = output_from(kwargs)
     settings = app_state().settings
     url, options = from_settings(settings)
+    exchange = kwargs["exchange"]
+    if not exchange and settings.explicit("control_exchange") is None:
+        from ..families import default_exchange
+
+        exchange = default_exchange(kwargs["topic"])  # nova's services listen on 'nova'
     tap_ = Tap(
         url,
         kwargs["topic"],
         options=options,
-        exchange=kwargs["exchange"],
+        exchange=exchange,
         host=kwargs["host"],
         fanout_only=kwargs["fanout_only"],
         queue_limit=kwargs["queue_limit"],
@@ -176,7 +181,10 @@ def _run_lines(tap_: Any, output: OutputOptions, count: int | None, duration: fl
 
 
 def _bindings(tap_: Any) -> str:
-    return ", ".join(f"{exchange}/{key}" for exchange, key in tap_.bindings)
+    text = ", ".join(f"{exchange}/{key}" for exchange, key in tap_.bindings)
+    if not tap_.fanout_bound:
+        text += f" (no {tap_.topic}_fanout exchange yet: fanouts are seen once it exists)"
+    return text
 
 
 def _run_stats(

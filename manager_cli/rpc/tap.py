@@ -260,10 +260,12 @@ class Tap:
         assert self._connection is not None and self.options is not None
         bind_topic = not self.fanout_only
         if bind_topic and not self._exchange_exists(self.exchange):
+            from ..families import exchange_hint
+
             raise UnavailableError(
                 f"exchange {self.exchange!r} does not exist, so nothing is sent to topic "
                 f"{self.topic!r} through it",
-                hint="check --exchange (the deployment's control_exchange, e.g. nova)",
+                hint=exchange_hint(self.topic, self.exchange),
             )
         channel = self._connection.channel()
         base = QUEUE_PREFIX + uuid.uuid4().hex
@@ -291,20 +293,37 @@ class Tap:
             for key in keys:
                 channel.queue_bind(self.queue, self.exchange, routing_key=key)
                 self.bindings.append((self.exchange, key))
-        # The fanout exchange is auto-delete and may not exist yet: if it does, bind to it as it
-        # is; if not, declare it exactly as oslo's servers and clients do, so a later fanout
-        # cast (which declares it the same way) finds the tap's binding.
-        if not self._exchange_exists(self._fanout_exchange):
-            transport.declare_fanout_exchange(channel, self.topic)
-        channel.queue_bind(self.queue, self._fanout_exchange, routing_key=self.topic)
-        self.bindings.append((self._fanout_exchange, self.topic))
+        self._channel = channel
+        # The fanout exchange is auto-delete and exists only while a server of the topic runs
+        # (or after a client's fanout cast). The tap never creates it: its flags depend on the
+        # deployment (durable with rabbit_transient_quorum_queue), and one declared otherwise
+        # would make the services' own declarations fail. Bound now if it exists, else as soon
+        # as it appears (run() looks every second).
+        self._bind_fanout()
         # basic.qos applies to the consumers started after it: few copies in flight, but the
         # dropped ones (only counted) may come in large batches.
         channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.queue, self._on_copy)
         channel.basic_qos(prefetch_count=MAX_PREFETCH)
         channel.basic_consume(self._dropped_queue, self._on_dropped)
-        self._channel = channel
+
+    @property
+    def fanout_bound(self) -> bool:
+        return (self._fanout_exchange, self.topic) in self.bindings
+
+    def _bind_fanout(self) -> None:
+        if self.fanout_bound or not self._exchange_exists(self._fanout_exchange):
+            return
+        try:
+            self._channel.queue_bind(self.queue, self._fanout_exchange, routing_key=self.topic)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            raise UnavailableError(  # it went away between the look and the bind
+                f"{self._fanout_exchange} went away while the tap bound to it",
+                hint="run the tap again",
+            ) from None
+        self.bindings.append((self._fanout_exchange, self.topic))
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -376,6 +395,7 @@ class Tap:
                 self._flush_acks()
                 if time.monotonic() >= next_check:
                     self._check_dropped_queue()
+                    self._bind_fanout()
                     next_check = time.monotonic() + 1.0
                 if tick is not None:
                     tick()

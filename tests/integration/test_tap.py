@@ -34,7 +34,11 @@ from tap_support import (
 
 from manager_cli.context import get_admin_context
 from manager_cli.rpc.client import RPCClient
-from manager_cli.rpc.transport import RabbitOptions, declare_control_exchange
+from manager_cli.rpc.transport import (
+    RabbitOptions,
+    declare_control_exchange,
+    declare_fanout_exchange,
+)
 from manager_cli.testing.rabbitmq import free_port
 
 EXCHANGE = "openstack"
@@ -168,6 +172,9 @@ def test_tap_lines_show_managerctl_call_cast_and_fanout(rig):
 
 def test_filters_method_host_and_fanout(rig, broker_url):
     topic = rig["topic"]
+    # The fanout exchange a server of the topic would have declared (the tap never creates it).
+    with contextlib.closing(pika_connection(broker_url)) as connection:
+        declare_fanout_exchange(connection.channel(), topic)
     by_method = _tap(rig, "-f", "json", "--method", "wanted")
     by_host = _tap(rig, "-f", "json", "--host", "h1")
     fanout_only = _tap(rig, "-f", "json", "--fanout")
@@ -313,3 +320,21 @@ def test_a_missing_exchange_is_unavailable(rig):
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
     done = managerctl("tap", "--topic", "a*b", env=rig["env"])
     assert done.returncode == 2 and "without * or #" in done.stderr
+
+
+def test_the_fanout_exchange_is_bound_once_a_server_creates_it(rig, broker_url):
+    topic = rig["topic"]
+    tap = _tap(rig, "-f", "json", "--fanout")
+    assert f"no {topic}_fanout exchange yet" in tap.err()
+    assert not exchange_exists(broker_url, f"{topic}_fanout")  # the tap did not create it
+    host = unique("h")
+    _serve(rig, host)
+
+    def fanout_seen() -> bool:
+        done = managerctl("call", "-", "echo", "--fanout", "--topic", topic, env=rig["env"])
+        assert done.returncode == 0, done.stderr
+        return bool(tap.lines())
+
+    assert wait_for(fanout_seen, 20, 0.5)
+    (first, *_) = _finish(tap, 1)
+    assert first["kind"] == "fanout" and first["method"] == "echo"
