@@ -217,6 +217,7 @@ class Tap:
         self._unacked = 0
         self.prefetch = max(1, min(MAX_PREFETCH, self.queue_limit // 10))
         self._max_kept: int | None = None
+        self._ending = False
         self._ack_every = max(1, self.prefetch // 2)
         self._fanout_exchange = transport.fanout_exchange_name(self.topic)
 
@@ -343,8 +344,8 @@ class Tap:
         self._ack(method.delivery_tag)
 
     def _on_copy(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        if self._max_kept is not None and self.counters.kept >= self._max_kept:
-            self._ack(method.delivery_tag)  # delivered in the batch that reached --count
+        if self._ending or (self._max_kept is not None and self.counters.kept >= self._max_kept):
+            self._ack(method.delivery_tag)  # after the end (--count reached, or closing)
             return
         self.counters.received += 1
         record = decode_copy(
@@ -415,11 +416,19 @@ class Tap:
             return
         deadline = time.monotonic() + timeout
         with contextlib.suppress(*_PIKA_ERRORS):
-            while time.monotonic() < deadline:
+            # No more copies shown once the tap is ending, only the drops counted. (Cancelling
+            # the consumer instead would requeue the copies in flight into a full queue, and
+            # the broker would drop, and count, as many.)
+            self._ending = True
+            while True:
                 connection.process_data_events(time_limit=0.05)
                 frame = channel.queue_declare(self._dropped_queue, passive=True)
                 if frame.method.message_count == 0:
+                    # Deliveries sent before the answer arrive before it: take them too.
                     connection.process_data_events(time_limit=0.05)
+                    break
+                if time.monotonic() >= deadline:
+                    self.counters.dropped_exact = False
                     break
             self._flush_acks()
 
