@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,6 +36,7 @@ WIDTHS = {
     "request_id": 44,
     "caller": 24,
 }
+TAP_NICENESS = 10
 STATS_COLUMNS = ("method", "rate", "requests", "bytes", "callers", "calls", "casts", "fanouts")
 
 
@@ -84,6 +87,12 @@ def _shown_time(value: float, *, iso: bool) -> str:
     metavar="N",
     help="Copies the tap's queue holds before the broker drops the oldest.",
 )
+@click.option(
+    "--nice/--no-nice",
+    default=True,
+    show_default=True,
+    help="Run at a lower CPU priority than the services on this host.",
+)
 @output_options
 def tap(**kwargs: Any) -> None:
     """Show the requests sent to TOPIC as they happen, decoded, one line each.
@@ -116,6 +125,11 @@ def tap(**kwargs: Any) -> None:
     # Ctrl-C must stop a tap even when its shell started it with SIGINT ignored (a background
     # job): it then closes its queue and exits 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if kwargs["nice"]:
+        # An observer should not take CPU from the services it watches on the same host: if
+        # it falls behind, its bounded queue drops copies (and says so), the services do not.
+        with contextlib.suppress(OSError):
+            os.nice(TAP_NICENESS)
     output = output_from(kwargs)
     settings = app_state().settings
     url, options = from_settings(settings)
