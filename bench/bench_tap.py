@@ -167,6 +167,18 @@ class Service:
                 self.proc.kill()
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 when unknown)."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pipelined(client, topic: str, calls: int) -> float:
     requests = [
         {"context": CONTEXT, "method": "echo", "topic": topic, "args": {"value": i}}
@@ -224,12 +236,19 @@ def main() -> int:
         for service in variants.values():  # warm up
             pipelined(client, service.topic, 300)
         rates: dict[str, list[float]] = {name: [] for name in variants}
+        # CPU seconds spent during each variant's rounds: its server, the broker, the tap.
+        cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in variants}
+        broker_pid = node.pid if node is not None else None
         for number in range(options.rounds):
             print(f"round {number + 1}/{options.rounds} ...", file=sys.stderr)
             order = list(variants.items())
             order = order[number % 3 :] + order[: number % 3]  # rotate who goes first
             for name, service in order:
+                pids = (service.proc.pid, broker_pid, tap.pid)
+                before = [cpu_seconds(pid) for pid in pids]
                 rates[name].append(pipelined(client, service.topic, options.calls))
+                for i, pid in enumerate(pids):
+                    cpu[name][i] += cpu_seconds(pid) - before[i]
         client.close()
         tap.send_signal(signal.SIGINT)
         tap.wait(30)
@@ -255,11 +274,19 @@ def main() -> int:
         f"\nserved hostinfo, pipelined echo calls ({options.calls} per round, "
         f"median of {options.rounds}, rounds interleaved)"
     )
-    print(f"{'service':<34}{'calls/s':>10}{'vs base':>10}  target")
+    print(
+        f"{'service':<34}{'calls/s':>10}{'vs base':>10}  {'target':<10}"
+        f"{'CPU us per call: server':>24}{'broker':>8}{'tap':>6}"
+    )
+    total_calls = options.calls * options.rounds
     for name, values in rates.items():
         rate = statistics.median(values)
         target = "" if name.startswith("plain") else ">= 0.95x"
-        print(f"{name:<34}{rate:>10.0f}{rate / base:>9.2f}x  {target}")
+        server_us, broker_us, tap_us = (1e6 * seconds / total_calls for seconds in cpu[name])
+        print(
+            f"{name:<34}{rate:>10.0f}{rate / base:>9.2f}x  {target:<10}"
+            f"{server_us:>24.0f}{broker_us:>8.0f}{tap_us:>6.0f}"
+        )
     print(
         f"  the attached tap decoded {attached['received']} copies and its queue dropped "
         f"{attached['dropped']} (it runs at a lower CPU priority: it yields, the service does not)"
