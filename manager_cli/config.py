@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 DEFAULT_GROUP = "DEFAULT"
 RABBIT_GROUP = "oslo_messaging_rabbit"
+MANAGERCTL_GROUP = "managerctl"
 ENV_PREFIX = "MANAGERCTL_"
 
 
@@ -190,6 +191,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "float",
         180.0,
         "Capabilities older than this (seconds) are shown as stale: three missed publications.",
+    ),
+    OptionSpec(
+        "metrics_listen",
+        "str",
+        None,
+        "HOST:PORT where `serve` exposes Prometheus metrics at /metrics (e.g. 127.0.0.1:9464, "
+        ":9464 for all interfaces); unset, no metrics are collected or exposed.",
+        group=MANAGERCTL_GROUP,
     ),
     OptionSpec(
         "heartbeat_timeout_threshold",

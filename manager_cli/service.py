@@ -151,6 +151,8 @@ class BrokerPublisher:
         self._lock = threading.Lock()
         self._failing = False
         self.failures = 0
+        # Told (method, sent) of every cast (service metrics); must not raise or block.
+        self.on_send: Callable[[str, bool], None] | None = None
 
     def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> bool:
         """Send ``method(**args)`` to every server of ``topic``; False (logged) if it failed.
@@ -172,11 +174,20 @@ class BrokerPublisher:
                     topic,
                     _one_line(exc),
                 )
+                self._sent(method, False)
                 return False
             if self._failing:
                 self._failing = False
                 LOG.info("the broker is reachable again: %s to %s sent", method, topic)
+            self._sent(method, True)
             return True
+
+    def _sent(self, method: str, ok: bool) -> None:
+        if self.on_send is not None:
+            try:
+                self.on_send(method, ok)
+            except Exception:
+                LOG.exception("the on_send observer raised")
 
     def close(self) -> None:
         with self._lock:
@@ -229,6 +240,7 @@ class Service:
 
     ``server_factory(topic=, server=, dispatcher=)`` and ``client_factory()`` build the RPC server
     and the publishing client; the defaults use the settings' transport URL (tests pass fakes).
+    ``metrics`` (a manager_cli.metrics.ServiceMetrics) is fed by observers when given.
     """
 
     def __init__(
@@ -241,8 +253,10 @@ class Service:
         server_factory: Callable[..., Any] | None = None,
         client_factory: Callable[[], Any] | None = None,
         randint: Callable[[int, int], int] = random.randint,
+        metrics: Any = None,
     ) -> None:
         self.manager = manager
+        self.metrics = metrics
         self.topic = topic
         self.settings = settings
         self.graceful_timeout = graceful_timeout
@@ -276,6 +290,12 @@ class Service:
             self.topic,
             manager.host,
         )
+        if self.metrics is not None:
+            self.metrics.describe_service(
+                manager.service_name, manager.host, self.topic, __version__
+            )
+            manager.on_task_run = self.metrics.task_run
+            self.publisher.on_send = self.metrics.cast_sent
         self._hook("init_host")
         publishes = isinstance(manager, SchedulerDependentManager)
         self.record = ServiceRecord(
@@ -299,7 +319,11 @@ class Service:
         dispatcher = manager.create_rpc_dispatcher(
             backdoor_port=manager.backdoor_port, additional_apis=[ControlEndpoint(self)]
         )
+        if self.metrics is not None:
+            dispatcher = self.metrics.instrument(dispatcher)
         server = self._server_factory(topic=self.topic, server=manager.host, dispatcher=dispatcher)
+        if self.metrics is not None and hasattr(server, "on_event"):
+            server.on_event = self.metrics.server_event
         server.start()
         self._server = server
         LOG.info("consuming %s", ", ".join(getattr(server, "queues", None) or [self.topic]))

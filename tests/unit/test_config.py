@@ -11,6 +11,7 @@ import pytest
 
 from manager_cli.config import (
     DEFAULT_GROUP,
+    MANAGERCTL_GROUP,
     OPTIONS,
     RABBIT_GROUP,
     list_opts,
@@ -330,7 +331,7 @@ def test_list_opts_groups_and_defaults():
     from oslo_config import cfg
 
     groups = dict(list_opts())
-    assert set(groups) == {DEFAULT_GROUP, RABBIT_GROUP}
+    assert set(groups) == {DEFAULT_GROUP, RABBIT_GROUP, MANAGERCTL_GROUP}
     specs = {(spec.group, spec.name): spec for spec in OPTIONS}
     seen = set()
     for group, opts in groups.items():
