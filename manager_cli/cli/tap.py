@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..timefmt import iso_utc_ms
 from .common import app_state, output_from
 from .complete import complete_hosts, complete_topics
 from .output import OutputOptions, message, output_options
@@ -41,9 +42,9 @@ STATS_COLUMNS = ("method", "rate", "requests", "bytes", "callers", "calls", "cas
 
 
 def _shown_time(value: float, *, iso: bool) -> str:
-    moment = datetime.fromtimestamp(value, timezone.utc)
     if iso:
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_utc_ms(value)
+    moment = datetime.fromtimestamp(value, timezone.utc)
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
