@@ -137,6 +137,12 @@ class ControlEndpoint:
         return [{**self._identity(), **asdict(run)} for run in self._service.hook_runs]
 
 
+# The capabilities publication of a SchedulerDependentManager (manager.py), and how long the
+# answer to "does a scheduler of another service consume this topic?" is kept.
+CAPABILITIES_METHOD = "update_service_capabilities"
+FOREIGN_SCHEDULER_CHECK_TTL = 60.0
+
+
 class BrokerPublisher:
     """Fanout casts that survive the broker going away: never raises, one log line a failure.
 
@@ -151,6 +157,8 @@ class BrokerPublisher:
         self._lock = threading.Lock()
         self._failing = False
         self.failures = 0
+        self._scheduler_checks: dict[str, tuple[bool, float]] = {}
+        self._warned: set[str] = set()
         # Told (method, sent) of every cast (service metrics); must not raise or block.
         self.on_send: Callable[[str, bool], None] | None = None
 
@@ -163,6 +171,9 @@ class BrokerPublisher:
             try:
                 if self._client is None:
                     self._client = self._client_factory()
+                if method == CAPABILITIES_METHOD and self._foreign_scheduler(topic):
+                    self._sent(method, False)
+                    return False
                 self._client.cast(context, method, topic=topic, fanout=True, args=args)
             except Exception as exc:
                 self.failures += 1
@@ -181,6 +192,35 @@ class BrokerPublisher:
                 LOG.info("the broker is reachable again: %s to %s sent", method, topic)
             self._sent(method, True)
             return True
+
+    def _foreign_scheduler(self, topic: str) -> bool:
+        """True when a real scheduler (nova's, cinder's) consumes ``topic``'s shared queue.
+
+        managerctl never consumes a scheduler topic's shared queue (its collector hears the
+        fanout through a queue of its own), so a consumer there is a service of another family:
+        nova-scheduler logs an ERROR traceback for every update_service_capabilities at a
+        version it does not speak. Such a publication is skipped, with one warning that says
+        what to set. The answer is kept for a minute: one passive declare per interval at most.
+        """
+        now = time.monotonic()
+        known = self._scheduler_checks.get(topic)
+        if known is not None and known[1] > now:
+            return known[0]
+        counter = getattr(self._client, "queue_consumers", None)
+        consumers = int(counter(topic)) if counter is not None else 0
+        foreign = consumers > 0
+        self._scheduler_checks[topic] = (foreign, now + FOREIGN_SCHEDULER_CHECK_TTL)
+        if foreign and topic not in self._warned:
+            self._warned.add(topic)
+            LOG.warning(
+                "not publishing capabilities to topic %s: %d scheduler(s) of another service "
+                "(nova-scheduler?) consume it and would log an ERROR for each; set "
+                "[DEFAULT] scheduler_topic to a topic of managerctl's own (and the same for "
+                "serve collector)",
+                topic,
+                consumers,
+            )
+        return foreign
 
     def _sent(self, method: str, ok: bool) -> None:
         if self.on_send is not None:
