@@ -54,7 +54,11 @@ def hostinfo(cpus: int) -> dict[str, Any]:
     }
 
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+@pytest.fixture(autouse=True)
+def _tmux() -> None:
+    # A real terminal or a failure, never a silent skip (scripts/test.sh installs tmux).
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (apt-get install -y tmux)", pytrace=False)
 
 
 @pytest.fixture
