@@ -187,11 +187,19 @@ def capability_rows(
 
 
 def capability_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The fixed columns, then every capability key of ``rows`` in sorted order."""
+    """The fixed columns, then the keys of per-pool rows (``pools.*``: what tells pools apart,
+    so they come first), then every other capability key, each group in sorted order."""
     keys: set[str] = set()
     for row in rows:
         keys.update(row)
-    return list(ROW_COLUMNS) + sorted(keys.difference(ROW_COLUMNS))
+    keys.difference_update(ROW_COLUMNS)
+    pooled = {
+        key.rsplit(".", 1)[0]
+        for key in keys
+        if "." in key and key.rsplit(".", 1)[1] in POOL_NAME_KEYS
+    }
+    first = sorted(k for k in keys if k.split(".", 1)[0] in pooled)
+    return list(ROW_COLUMNS) + first + sorted(keys.difference(first))
 
 
 def key_series(changes: Iterable[Change], key: str) -> dict[str, list[tuple[float, Any]]]:

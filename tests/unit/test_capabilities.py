@@ -37,6 +37,7 @@ from manager_cli.capabilities import (
     publish_targets,
     store_url_from,
 )
+from manager_cli.capabilities.collector import CapabilityIntake
 from manager_cli.config import load_settings
 from manager_cli.errors import BadInputError, ConfigError, UnavailableError
 from manager_cli.rpc import wire
@@ -578,8 +579,9 @@ def intake_request(method: str, version: str | None, **args: Any) -> wire.Reques
 def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store)
-        ((topic, intake),) = manager.fanout_listeners()
-        assert topic == "scheduler"
+        ((listener),) = manager.fanout_listeners()
+        assert listener.topic == "scheduler"
+        intake = CapabilityIntake(manager, "scheduler")
         intake.dispatch(intake_request("update_service_capabilities", "3.3", **CINDER_ARGS))
         # and tomorrow's argument too
         args = dict(CINDER_ARGS, host="peerhost@other", some_new_argument=1)
@@ -602,7 +604,7 @@ def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_pat
 
 def test_the_intake_ignores_the_real_schedulers_other_traffic(tmp_path: Path, caplog) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
-        ((_, intake),) = collector(store).fanout_listeners()
+        intake = CapabilityIntake(collector(store), "scheduler")
         with caplog.at_level("INFO"):
             # nova-compute fans these out to the scheduler topic
             intake.dispatch(intake_request("update_instance_info", "4.2", host_name="c1"))
@@ -617,7 +619,7 @@ def test_the_intake_ignores_the_real_schedulers_other_traffic(tmp_path: Path, ca
 def test_the_collector_joins_the_configured_scheduler_topic(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store, MANAGERCTL_SCHEDULER_TOPIC="cinder-scheduler")
-        assert [topic for topic, _ in manager.fanout_listeners()] == ["cinder-scheduler"]
+        assert [item.topic for item in manager.fanout_listeners()] == ["cinder-scheduler"]
         assert [str(t) for t in manager.publish_targets()] == ["cinder-volume:3.0"]
 
 
