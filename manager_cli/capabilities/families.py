@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadInputError
+from ..families import FAMILIES
 
 __all__ = [
     "DEFAULT_PUBLISH_VERSION",
@@ -52,11 +53,21 @@ class PublishTarget:
         return f"{self.topic}:{self.version}"
 
 
-# The scheduler topic of each known family -> its publishers. cinder-volume's manager is at 3.x
-# (cinder 29); its own scheduler asks it to publish with a 3.x fanout cast.
+# The scheduler topic of each known family -> its publishers: the seed's, and those of the
+# OpenStack families in manager_cli.families (cinder-volume's manager is at 3.x in cinder 29;
+# its own scheduler asks it to publish with a 3.x fanout cast).
 KNOWN_FAMILIES: dict[str, tuple[PublishTarget, ...]] = {
     "scheduler": (PublishTarget("hostinfo", DEFAULT_PUBLISH_VERSION),),
-    "cinder-scheduler": (PublishTarget("cinder-volume", "3.0"),),
+    **{
+        family.scheduler_topic: (
+            PublishTarget(
+                family.publisher_topic,
+                family.version_for(family.publisher_topic) or DEFAULT_PUBLISH_VERSION,
+            ),
+        )
+        for family in FAMILIES
+        if family.scheduler_topic and family.publisher_topic
+    },
 }
 _KNOWN_VERSIONS = {
     target.topic: target.version for targets in KNOWN_FAMILIES.values() for target in targets
