@@ -903,3 +903,31 @@ def test_history_key_plots_min_max_last_and_raw_points(loads: str) -> None:
     assert nothing.returncode == 2 and "no change of 'nope'" in nothing.stderr
     bad = run("capabilities", "history", "h1", "--since", "yesterday", store_url=loads)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_cli_services_delete_and_prune(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'services.sqlite'}"
+    now = time.time()
+    with open_store(url) as store:
+        store.record_services([({"service": "hostinfo", "host": "gone", "topic": "hostinfo"},
+                                now - 9000), ({"service": "hostinfo", "host": "web01",
+                                               "topic": "hostinfo"}, now)])  # fmt: skip
+        store.record_capabilities("hostinfo", "web01", [HOSTINFO])
+        store.record_capabilities("volume", "web01", [{"pools": []}])
+    pruned = run("services", "prune", "--older-than", "3600", "-f", "json", store_url=url)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout) == [{"service": "hostinfo", "host": "gone"}]
+    deleted = run("services", "delete", "web01", "-f", "json", store_url=url)
+    assert deleted.returncode == 0, deleted.stderr
+    # the services that reported from the host first ...
+    assert [r["service"] for r in json.loads(deleted.stdout)] == ["hostinfo"]
+    with open_store(url) as store:
+        assert store.services() == []
+        assert [r.service for r in store.latest()] == ["volume"]
+    # ... then a publisher known only by its capabilities
+    again = run("services", "delete", "web01", "-f", "json", store_url=url)
+    assert [r["service"] for r in json.loads(again.stdout)] == ["volume"]
+    with open_store(url) as store:
+        assert store.latest() == []
+    missing = run("services", "delete", "nohost", store_url=url)
+    assert missing.returncode == 2 and "no service on 'nohost'" in missing.stderr
