@@ -237,7 +237,9 @@ def text_value(value: Any) -> str:
 
 
 def precise_duration(seconds: float) -> str:
-    """How long something took: ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    """How long something took: ``40µs``, ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    if seconds < 0.0001:
+        return f"{seconds * 1e6:.0f}µs"
     if seconds < 0.01:
         return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
