@@ -6,12 +6,14 @@ fails its tests, it never skips them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +35,16 @@ HOSTINFO_TASKS = [
 LATENCY_BUDGET = 0.3  # seconds of CPU per TAB press
 
 
+# Host completion reads the default capabilities store under $XDG_STATE_HOME: an empty one
+# here, so a store another run left in the real home never shows up in these tests.
+EMPTY_STATE_HOME = tempfile.mkdtemp(prefix="managerctl-completion-state-")
+atexit.register(shutil.rmtree, EMPTY_STATE_HOME, True)
+
+
 def shell_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MANAGERCTL_", "_MANAGERCTL"))}
     env["PATH"] = BIN_DIR + os.pathsep + env.get("PATH", "")
+    env["XDG_STATE_HOME"] = EMPTY_STATE_HOME
     env.update(extra)
     return env
 
