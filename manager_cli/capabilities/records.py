@@ -138,8 +138,13 @@ def pool_name(item: Mapping[str, Any], index: int) -> str:
     return str(index)
 
 
+_FIXED = frozenset(ROW_COLUMNS)
+
+
 def _pooled_key(flat: Mapping[str, Any]) -> str | None:
     """The one key whose value is a non-empty list of dicts (cinder's ``pools``), if one."""
+    if list not in set(map(type, flat.values())):
+        return None
     found = [
         key
         for key, value in flat.items()
@@ -172,6 +177,11 @@ def capability_rows(
         }
         flat = flatten_capabilities(record.capabilities)
         pooled = _pooled_key(flat)
+        if pooled is None and _FIXED.isdisjoint(flat):
+            # The common case, in one C-level update (100,000 hosts: seconds saved).
+            row.update(flat)
+            rows.append(row)
+            continue
         for key, value in flat.items():
             if key != pooled:
                 row[SHADOW_PREFIX + key if key in ROW_COLUMNS else key] = value

@@ -513,7 +513,14 @@ def render_list(
     """Render a list of records in the chosen format (``open_columns``: see shape_records)."""
     columns, rows = shape_records(records, default_columns, opts, open_columns=open_columns)
     if opts.format == "json":
-        _write_json([{col: row.get(col) for col in columns} for row in rows], opts)
+        # A row that already has exactly these keys, in this order, is written as it is.
+        _write_json(
+            [
+                row if list(row) == columns else {col: row.get(col) for col in columns}
+                for row in rows
+            ],
+            opts,
+        )
     elif opts.format == "yaml":
         _write_yaml([{col: row.get(col) for col in columns} for row in rows], opts)
     elif opts.format == "csv":
