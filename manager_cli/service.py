@@ -385,10 +385,16 @@ class Service:
 
     def _start_listeners(self) -> None:
         listeners = getattr(self.manager, "fanout_listeners", None)
-        for topic, dispatcher in listeners() if listeners is not None else ():
-            listener = self._server_factory(
-                topic=topic, server=self.manager.host, dispatcher=dispatcher, fanout_only=True
-            )
+        for item in listeners() if listeners is not None else ():
+            # (topic, dispatcher): an RPC server on that fanout only; or a ready listener
+            # (start, stop, wait, queues, topic) that the manager built itself.
+            if isinstance(item, tuple):
+                topic, dispatcher = item
+                listener = self._server_factory(
+                    topic=topic, server=self.manager.host, dispatcher=dispatcher, fanout_only=True
+                )
+            else:
+                listener, topic = item, item.topic
             listener.start()
             self._listeners.append(listener)
             queues = getattr(listener, "queues", None) or [names.fanout_exchange_name(topic)]

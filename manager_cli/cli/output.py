@@ -237,7 +237,9 @@ def text_value(value: Any) -> str:
 
 
 def precise_duration(seconds: float) -> str:
-    """How long something took: ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    """How long something took: ``40µs``, ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    if seconds < 0.0001:
+        return f"{seconds * 1e6:.0f}µs"
     if seconds < 0.01:
         return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
@@ -511,7 +513,14 @@ def render_list(
     """Render a list of records in the chosen format (``open_columns``: see shape_records)."""
     columns, rows = shape_records(records, default_columns, opts, open_columns=open_columns)
     if opts.format == "json":
-        _write_json([{col: row.get(col) for col in columns} for row in rows], opts)
+        # A row that already has exactly these keys, in this order, is written as it is.
+        _write_json(
+            [
+                row if list(row) == columns else {col: row.get(col) for col in columns}
+                for row in rows
+            ],
+            opts,
+        )
     elif opts.format == "yaml":
         _write_yaml([{col: row.get(col) for col in columns} for row in rows], opts)
     elif opts.format == "csv":

@@ -116,6 +116,9 @@ def test_every_command_with_a_format_option_is_exercised() -> None:
         ("ping",),
         ("probe",),
         ("services", "list"),
+        # the store views: tests/unit/test_capabilities.py runs them over a real store
+        ("services", "delete"),
+        ("services", "prune"),
         ("capabilities", "show"),
         ("capabilities", "history"),
         ("capabilities", "publish"),
