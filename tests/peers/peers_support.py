@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,8 +143,9 @@ class PlacementStandIn:
 # --------------------------------------------------------------------------------------
 # one peer process and its log
 
-_LOG_LEVEL = re.compile(r"^\S+ \S+ \d+ (ERROR|CRITICAL) (\S+)")
-_LOG_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# oslo.log: "DATE TIME PID LEVEL LOGGER [CONTEXT] message"; the lines of a traceback repeat the
+# prefix without the [context] (logging_exception_prefix), so they continue the record above.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \d+ ([A-Z]+) (\S+) ?(.*)$")
 
 
 @dataclass
@@ -219,20 +220,29 @@ class PeerProcess:
         entries: list[LogEntry] = []
         current: list[str] | None = None
         logger = ""
+
+        def close() -> None:
+            if current is not None:
+                entries.append(LogEntry(logger, "\n".join(current)))
+
         for line in self.text_since(mark).splitlines():
-            if _LOG_START.match(line):
+            record = _LOG_LINE.match(line)
+            if record is None:
+                # A bare traceback on stderr (a crash), or a multi-line message.
                 if current is not None:
-                    entries.append(LogEntry(logger, "\n".join(current)))
-                    current = None
-                level = _LOG_LEVEL.match(line)
-                if level:
-                    current, logger = [line], level.group(2)
-            elif current is not None:
+                    current.append(line)
+                elif line.startswith("Traceback"):
+                    current, logger = [line], "<stderr>"
+                continue
+            level, name, rest = record.groups()
+            continues = not rest.startswith("[") and current is not None and name == logger
+            if continues:
                 current.append(line)
-            elif line.startswith("Traceback"):
-                current, logger = [line], "<stderr>"
-        if current is not None:
-            entries.append(LogEntry(logger, "\n".join(current)))
+                continue
+            close()
+            current = [line] if level in ("ERROR", "CRITICAL") else None
+            logger = name
+        close()
         return entries
 
     def rpc_errors_since(self, mark: int = 0) -> list[LogEntry]:
@@ -449,6 +459,20 @@ class Cloud:
         for t in threads:
             t.join()
 
+    @contextlib.contextmanager
+    def paused(self, *names: str) -> Iterator[None]:
+        """SIGSTOP the peers *names* (their process groups): consumers stay, answers stop.
+
+        Keep it short: a peer stopped past the AMQP heartbeat timeout loses its connection.
+        """
+        for name in names:
+            self.procs[name].signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for name in names:
+                self.procs[name].signal(signal.SIGCONT)
+
     # -- evidence
 
     def marks(self) -> dict[str, int]:
@@ -508,102 +532,31 @@ def managerctl_env(**extra: str) -> dict[str, str]:
 
 
 def managerctl(
-    *args: str | os.PathLike, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str | os.PathLike,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,  # noqa: A002 - subprocess's name
+    cwd: str | os.PathLike | None = None,
 ) -> Result:
-    """Run the installed console script as an operator would; never raises on exit codes."""
+    """Run the installed console script as an operator would; never raises on exit codes.
+
+    A command still running after *timeout* is killed and reported as exit -1.
+    """
     argv = [MANAGERCTL, *map(str, args)]
     start = time.monotonic()
-    proc = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=env or managerctl_env(),
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=env or managerctl_env(),
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            cwd=cwd,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        return Result(argv, -1, out, err + f"\n<still running after {timeout:g}s>", timeout)
     return Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
-
-
-# --------------------------------------------------------------------------------------
-# managerctl's own long-running processes beside the peers
-
-REPORT_INTERVAL = 2  # seconds between a served manager's heartbeats, small to see several
-SERVED_HOSTS = ("peer-hi-a", "peer-hi-b")
-
-
-@dataclass
-class Fleet:
-    """``serve collector`` (one beside nova, one beside cinder) and two served managers.
-
-    Each reads the service's own config file, as an operator on that box would, plus a small
-    managerctl.conf of its own after it (later files win in oslo.config): the heartbeat interval
-    and the collector's store.
-    """
-
-    cloud: Cloud
-    root: Path
-    procs: dict[str, PeerProcess] = field(default_factory=dict)
-    nova_store: str = field(init=False)
-    cinder_store: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.nova_store = f"sqlite:///{self.root / 'nova-collector.db'}"
-        self.cinder_store = f"sqlite:///{self.root / 'cinder-collector.db'}"
-
-    def own_conf(self, name: str, **options: Any) -> Path:
-        base = {"report_interval": REPORT_INTERVAL, "periodic_fuzzy_delay": 0}
-        return write_ini(self.root / f"{name}.conf", {"DEFAULT": {**base, **options}})
-
-    def serve(self, name: str, service_conf: Path, *args: str, **options: Any) -> PeerProcess:
-        own = self.own_conf(name, **options)
-        argv = [MANAGERCTL, "--config-file", str(service_conf), "--config-file", str(own)]
-        proc = PeerProcess(
-            name, [*argv, "serve", *args], self.root / f"{name}.log", managerctl_env()
-        ).start()
-        self.procs[name] = proc
-        return proc
-
-    def start(self) -> None:
-        c = self.cloud
-        self.serve("collector-nova", c.nova_conf, "collector", capabilities_store=self.nova_store)
-        self.serve(
-            "collector-cinder",
-            c.cinder_conf,
-            "collector",
-            "--scheduler-topic",
-            "cinder-scheduler",
-            capabilities_store=self.cinder_store,
-        )
-        self.serve("hostinfo-a", c.nova_conf, "hostinfo", "--host", SERVED_HOSTS[0])
-        self.serve("hostinfo-b", c.cinder_conf, "hostinfo", "--host", SERVED_HOSTS[1])
-
-    def wait_started(self, timeout: float = 60) -> list[str]:
-        """Wait until each has run post_start_hook; returns the names of those that did not."""
-        deadline = time.monotonic() + timeout
-        pending = set(self.procs)
-        while pending and time.monotonic() < deadline:
-            for name in list(pending):
-                proc = self.procs[name]
-                if "post_start_hook done" in proc.text_since() or not proc.running():
-                    pending.discard(name)
-            time.sleep(0.3)
-        return sorted(
-            n for n, p in self.procs.items() if "post_start_hook done" not in p.text_since()
-        )
-
-    def require(self, *names: str) -> None:
-        """Fail the calling test, with the log, when one of *names* is not serving."""
-        import pytest
-
-        for name in names:
-            proc = self.procs[name]
-            if not proc.running() or "post_start_hook done" not in proc.text_since():
-                pytest.fail(f"managerctl {name} is not serving:\n{proc.tail()}", pytrace=False)
-
-    def stop(self) -> None:
-        threads = [threading.Thread(target=p.stop) for p in self.procs.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()

@@ -20,9 +20,9 @@ def test_every_real_service_consumes_its_queues(cloud: Cloud, peer_broker) -> No
     for backend in CINDER_BACKENDS:
         # cinder-volume consumes its server queue twice (RPC server and its backend target).
         assert consumed.get(f"cinder-volume.{CINDER_HOST}@{backend}", 0) >= 1, backend
-    assert consumed["cinder-scheduler"] == 1
-    assert consumed["scheduler"] == 1
-    assert consumed["conductor"] == 1
+    # (>= 1: the good-citizen tests, not this one, say who else may consume these.)
+    for queue in ("cinder-scheduler", "scheduler", "conductor", "cinder-volume"):
+        assert consumed.get(queue, 0) >= 1, queue
     dead = [name for name, proc in cloud.procs.items() if not proc.running()]
     assert not dead, cloud.tails(dead)
 
