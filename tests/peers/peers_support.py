@@ -560,3 +560,88 @@ def managerctl(
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         return Result(argv, -1, out, err + f"\n<still running after {timeout:g}s>", timeout)
     return Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+# --------------------------------------------------------------------------------------
+# managerctl's own long-running processes beside the peers
+
+REPORT_INTERVAL = 2  # seconds between a served manager's heartbeats, small to see several
+SERVED_HOSTS = ("peer-hi-a", "peer-hi-b")
+
+
+@dataclass
+class Fleet:
+    """``serve collector`` (one beside nova, one beside cinder) and two served managers.
+
+    Each reads the service's own config file, as an operator on that box would, plus a small
+    managerctl.conf of its own after it (later files win in oslo.config): the heartbeat interval
+    and the collector's store.
+    """
+
+    cloud: Cloud
+    root: Path
+    procs: dict[str, PeerProcess] = field(default_factory=dict)
+    nova_store: str = field(init=False)
+    cinder_store: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.nova_store = f"sqlite:///{self.root / 'nova-collector.db'}"
+        self.cinder_store = f"sqlite:///{self.root / 'cinder-collector.db'}"
+
+    def own_conf(self, name: str, **options: Any) -> Path:
+        base = {"report_interval": REPORT_INTERVAL, "periodic_fuzzy_delay": 0}
+        return write_ini(self.root / f"{name}.conf", {"DEFAULT": {**base, **options}})
+
+    def serve(self, name: str, service_conf: Path, *args: str, **options: Any) -> PeerProcess:
+        own = self.own_conf(name, **options)
+        argv = [MANAGERCTL, "--config-file", str(service_conf), "--config-file", str(own)]
+        proc = PeerProcess(
+            name, [*argv, "serve", *args], self.root / f"{name}.log", managerctl_env()
+        ).start()
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> None:
+        c = self.cloud
+        self.serve("collector-nova", c.nova_conf, "collector", capabilities_store=self.nova_store)
+        self.serve(
+            "collector-cinder",
+            c.cinder_conf,
+            "collector",
+            "--scheduler-topic",
+            "cinder-scheduler",
+            capabilities_store=self.cinder_store,
+        )
+        self.serve("hostinfo-a", c.nova_conf, "hostinfo", "--host", SERVED_HOSTS[0])
+        self.serve("hostinfo-b", c.cinder_conf, "hostinfo", "--host", SERVED_HOSTS[1])
+
+    def wait_started(self, timeout: float = 60) -> list[str]:
+        """Wait until each has run post_start_hook; returns the names of those that did not."""
+        deadline = time.monotonic() + timeout
+        pending = set(self.procs)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                proc = self.procs[name]
+                if "post_start_hook done" in proc.text_since() or not proc.running():
+                    pending.discard(name)
+            time.sleep(0.3)
+        return sorted(
+            n for n, p in self.procs.items() if "post_start_hook done" not in p.text_since()
+        )
+
+    def require(self, *names: str) -> None:
+        """Fail the calling test, with the log, when one of *names* is not serving."""
+        import pytest
+
+        for name in names:
+            proc = self.procs[name]
+            if not proc.running() or "post_start_hook done" not in proc.text_since():
+                pytest.fail(f"managerctl {name} is not serving:\n{proc.tail()}", pytrace=False)
+
+    def stop(self) -> None:
+        threads = [threading.Thread(target=p.stop) for p in self.procs.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
