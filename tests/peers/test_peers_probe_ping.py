@@ -165,20 +165,25 @@ def test_probe_all_cinder_volume_cleanly(cloud: Cloud) -> None:
     assert not errors, format_errors(errors)
 
 
-def test_ping_all_with_only_failures_exits_1(cloud: Cloud) -> None:
-    """The operator asks cinder for the base API it does not have: every answer is a failure."""
-    result = cinder(
-        cloud,
-        "ping",
-        "--all",
-        "--topic",
-        "cinder-volume",
-        "--namespace",
-        "baseapi",
-        "--version",
-        "1.1",
-        "--timeout",
-        "10",
-    )
-    assert result.returncode == 1, result
-    assert "UnsupportedVersion" in result.stdout + result.stderr, result
+def test_ping_refuses_cinder_which_has_no_base_api(cloud: Cloud) -> None:
+    mark = cloud.marks()
+    result = cinder(cloud, "ping", "--all", "--topic", "cinder-volume", "--timeout", "10")
+    assert result.returncode == 2, result
+    assert "probe" in result.stderr, result  # the hint names what to use instead
+    assert not cloud.rpc_errors_since(mark)
+
+
+def test_ping_with_only_failures_exits_1(cloud: Cloud) -> None:
+    """The operator asks nova for a base API version it does not speak: only failures."""
+    mark = cloud.marks()
+    ping = ("ping", "--topic", "compute", "--version", "1.9", "--timeout", "10")
+    each = nova(cloud, *ping, C1, C2, "-f", "json")
+    everyone = nova(cloud, *ping, "--all")
+    assert each.returncode == 1, each
+    assert {row["host"]: row["outcome"] for row in each.json()} == {C1: "failed", C2: "failed"}
+    assert "UnsupportedVersion" in each.stdout, each
+    assert everyone.returncode == 1, everyone
+    # What the operator asked for is what nova logged, and only nova-compute.
+    errors = cloud.rpc_errors_since(mark)
+    assert set(errors) <= {f"nova-compute-{h}" for h in NOVA_COMPUTES}, format_errors(errors)
+    assert all("UnsupportedVersion" in str(e) for es in errors.values() for e in es)
