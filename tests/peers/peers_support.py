@@ -450,7 +450,8 @@ class Cloud:
 
     def tails(self, names: Iterable[str] | None = None) -> str:
         chosen = self.procs if names is None else {n: self.procs[n] for n in names}
-        return "".join(f"\n--- {n} ---\n{p.tail()}\n" for n, p in chosen.items())
+        tails = "".join(f"\n--- {n} ---\n{p.tail()}\n" for n, p in chosen.items())
+        return f"{tails}(whole logs in {self.root / 'logs'})"
 
     def stop(self) -> None:
         threads = [threading.Thread(target=p.stop) for p in self.procs.values()]
