@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from peers_support import (
+    CINDER_BACKENDS,
     CINDER_HOST,
     MANAGERCTL,
     NOVA_COMPUTES,
@@ -109,14 +110,10 @@ class Operator:
         text = text.replace('"$(hostname)"', NOVA_COMPUTES[0])
         text = re.sub(r"--expect \d+", f"--expect {len(NOVA_COMPUTES)}", text)
 
-        def host_for(match: re.Match) -> str:
-            topic = match.group(2)
-            if topic.startswith("cinder"):
-                return f" {CINDER_HOST}@fake {match.group(1)}"
-            host = NOVA_COMPUTES[0] if topic == "compute" else NOVA_HOST
-            return f" {host} {match.group(1)}"
-
-        return re.sub(r" web0\d ((?:.*?)--topic (\S+))", host_for, text)
+        topic = re.search(r"--topic[ =](\S+)", text)
+        hosts = HOSTS_BY_TOPIC.get(topic.group(1) if topic else "", NOVA_COMPUTES)
+        # web01, web02, ...: the rig's hosts of that topic, in order.
+        return re.sub(r"\bweb0(\d)\b", lambda m: hosts[(int(m.group(1)) - 1) % len(hosts)], text)
 
     def run(self, example: Example, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         body = self.adapt(example.text)
@@ -149,6 +146,13 @@ def operator(cloud: Cloud, home: Path, nova_host: str = NOVA_COMPUTES[0]) -> Ope
     return Operator(cloud, home, conf)
 
 
+HOSTS_BY_TOPIC = {
+    "compute": NOVA_COMPUTES,
+    "conductor": (NOVA_HOST,),
+    "scheduler": (NOVA_HOST,),
+    "cinder-volume": tuple(f"{CINDER_HOST}@{b}" for b in CINDER_BACKENDS),
+    "cinder-scheduler": (CINDER_HOST,),
+}
 EXAMPLES = readme_examples()
 # The single-host probe commands (a pipeline or "|| logger" line has the verdict of its tail).
 PROBES = [
@@ -212,7 +216,8 @@ def test_readme_probe_says_stuck_for_a_stopped_compute(
     example = Example(re.sub(r"--timeout \d+", "--timeout 3", example.text), False, 0)
     if "--timeout" not in example.text:
         example.text += " --timeout 3"
-    with cloud.paused(f"nova-compute-{NOVA_COMPUTES[0]}"):
+    # Every compute stopped: a recipe naming several hosts gets stuck from each.
+    with cloud.paused(*(f"nova-compute-{h}" for h in NOVA_COMPUTES)):
         result = ops.run(example)
     assert result.returncode == 75, f"{example}\n{result.stdout}\n{result.stderr}"
 
