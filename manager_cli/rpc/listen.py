@@ -86,11 +86,20 @@ class FanoutListener:
         self.requests.append((time.time(), request))
 
     def fanout_cast(
-        self, context: Any, topic: str, method: str, args: Mapping[str, Any] | None = None
+        self,
+        context: Any,
+        topic: str,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
     ) -> None:
-        """Cast ``method`` to every server of ``topic`` on this listener's connection."""
+        """Cast ``method`` to every server of ``topic`` on this listener's connection, at
+        ``version`` (the servers' family's: a version they do not speak is refused)."""
         assert self._channel is not None, "start() first"
-        body = wire.encode_envelope(wire.build_request(method, args, context=context))
+        body = wire.encode_envelope(
+            wire.build_request(method, args, context=context, version=version)
+        )
         with self._mapped_errors(f"casting {method} to {topic}"):
             exchange = transport.declare_fanout_exchange(self._channel, topic)
             self._channel.basic_publish(exchange, "", body, self._props)

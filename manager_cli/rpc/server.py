@@ -81,6 +81,10 @@ class RPCServer:
     told of every failed request: a method that raised, a dispatch error, or a malformed
     message (``request`` None); it runs on a worker or the I/O thread and must not block.
     Requests larger than ``max_message_bytes`` are refused.
+
+    ``fanout_only`` makes it a listener on a topic it does not own: it consumes only a fanout
+    queue of its own (declared as oslo declares a server's), never the topic's shared queues,
+    which would join the owner's round-robin (a queue name is global to the vhost).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class RPCServer:
         executor_threads: int = 8,
         on_error: Callable[[BaseException, wire.Request | None], None] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        fanout_only: bool = False,
     ) -> None:
         if not topic or not server:
             raise ValueError("an RPC server needs a topic and a server name")
@@ -109,6 +114,7 @@ class RPCServer:
         self.executor_threads = executor_threads
         self.on_error = on_error
         self.max_message_bytes = max_message_bytes
+        self.fanout_only = fanout_only
         self.prefetch = self.options.rabbit_qos_prefetch_count or executor_threads
         self.fanout_queue: str | None = None
         self._props = pika.BasicProperties(**wire.BASE_PROPERTIES)
@@ -207,7 +213,7 @@ class RPCServer:
     @property
     def queues(self) -> list[str]:
         """The queues this server consumes."""
-        names = [self.topic, f"{self.topic}.{self.server}"]
+        names = [] if self.fanout_only else [self.topic, f"{self.topic}.{self.server}"]
         return names + ([self.fanout_queue] if self.fanout_queue else [])
 
     # -- connection and declarations (I/O thread, or the caller of start()) ----------------
@@ -221,11 +227,12 @@ class RPCServer:
             channel = connection.channel()
             channel.add_on_return_callback(self._on_return)
             try:
-                transport.declare_control_exchange(channel, self.options, self.exchange)
-                transport.declare_topic_queue(channel, self.options, self.exchange, self.topic)
-                transport.declare_topic_queue(
-                    channel, self.options, self.exchange, f"{self.topic}.{self.server}"
-                )
+                if not self.fanout_only:
+                    transport.declare_control_exchange(channel, self.options, self.exchange)
+                    transport.declare_topic_queue(channel, self.options, self.exchange, self.topic)
+                    transport.declare_topic_queue(
+                        channel, self.options, self.exchange, f"{self.topic}.{self.server}"
+                    )
                 self.fanout_queue = transport.declare_fanout_queue(
                     channel, self.options, self.topic, name=self.fanout_queue
                 )
