@@ -568,6 +568,7 @@ def managerctl(
 
 REPORT_INTERVAL = 2  # seconds between a served manager's heartbeats, small to see several
 SERVED_HOSTS = ("peer-hi-a", "peer-hi-b")
+OWN_SCHEDULER_TOPIC = "managerctl-scheduler"
 
 
 @dataclass
@@ -614,8 +615,11 @@ class Fleet:
             "cinder-scheduler",
             capabilities_store=self.cinder_store,
         )
-        self.serve("hostinfo-a", c.nova_conf, "hostinfo", "--host", SERVED_HOSTS[0])
-        self.serve("hostinfo-b", c.cinder_conf, "hostinfo", "--host", SERVED_HOSTS[1])
+        # As the README says beside real nova: managerctl's own publishers get a scheduler
+        # topic of their own (nova-scheduler no longer has update_service_capabilities).
+        own = {"scheduler_topic": OWN_SCHEDULER_TOPIC}
+        self.serve("hostinfo-a", c.nova_conf, "hostinfo", "--host", SERVED_HOSTS[0], **own)
+        self.serve("hostinfo-b", c.cinder_conf, "hostinfo", "--host", SERVED_HOSTS[1], **own)
 
     def wait_started(self, timeout: float = 60) -> list[str]:
         """Wait until each has run post_start_hook; returns the names of those that did not."""

@@ -22,19 +22,18 @@ from peers_support import (
     Fleet,
     format_errors,
     managerctl,
-    managerctl_env,
 )
 
 POOL_HOSTS = {f"{CINDER_HOST}@{backend}#fake" for backend in CINDER_BACKENDS}
 POOL_COLUMNS = ("pools.total_capacity_gb", "pools.free_capacity_gb", "pools.reserved_percentage")
-# managerctl's own options for a cinder cloud (not cinder.conf's to set).
-CINDER_ENV = {"MANAGERCTL_SCHEDULER_TOPIC": "cinder-scheduler"}
+# As the README's cinder recipes say: cinder's scheduler topic, named on the command line.
+CINDER = ("--scheduler-topic", "cinder-scheduler")
 
 
-def show(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120):
-    return managerctl(
-        "capabilities", "show", *args, env=managerctl_env(**(env_extra or {})), timeout=timeout
-    )
+def show(*args: str, conf: object = None):
+    """``managerctl [--config-file CONF] capabilities show ARGS``."""
+    config = ("--config-file", str(conf)) if conf else ()
+    return managerctl(*config, "capabilities", "show", *args)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +46,9 @@ def collected(cloud: Cloud, fleet: Fleet) -> list[dict]:
         cloud.cinder_conf,
         "capabilities",
         "publish",
-        "--topic",
-        "cinder-volume",
+        *CINDER,
         "--store-url",
         fleet.cinder_store,
-        env=managerctl_env(**CINDER_ENV),
     )
     assert asked.returncode == 0, asked
     rows: list[dict] = []
@@ -124,15 +121,14 @@ def test_live_gathers_cinder_pools_without_a_collector_and_without_errors(
         "--live",
         "--wait",
         "5",
-        "--topic",
-        "cinder-volume",
+        *CINDER,
         "-f",
         "json",
         "-c",
         "host",
         "-c",
         "pools.total_capacity_gb",
-        env_extra={"MANAGERCTL_TRANSPORT_URL": cloud.url, **CINDER_ENV},
+        conf=cloud.cinder_conf,
     )
     assert result.returncode == 0, result
     rows = json.loads(result.stdout)
