@@ -135,9 +135,14 @@ class Operator:
         )
 
 
-def operator(cloud: Cloud, home: Path, nova_host: str = NOVA_COMPUTES[0]) -> Operator:
+def operator(
+    cloud: Cloud,
+    home: Path,
+    nova_host: str = NOVA_COMPUTES[0],
+    computes: tuple[str, ...] = NOVA_COMPUTES,
+) -> Operator:
     home.mkdir(parents=True, exist_ok=True)
-    hosts = "".join(f"{h}\n" for h in NOVA_COMPUTES)
+    hosts = "# the compute hosts\n" + "".join(f"{h}\n" for h in computes)
     for name in ("hosts.txt", "computes.txt"):
         (home / name).write_text(hosts)
     # The operator's nova.conf on the compute host *nova_host*: the rig's, with its host.
@@ -197,7 +202,8 @@ def test_readme_probe_says_down_for_a_host_nobody_serves(
         "nova.conf" not in example.text
     ):
         pytest.skip("names no nova-compute host")
-    ops = operator(cloud, tmp_path, nova_host="peer-compute-gone")
+    gone = "peer-compute-gone"
+    ops = operator(cloud, tmp_path, nova_host=gone, computes=(gone, gone + "2"))
     example = Example(example.text.replace('"$(hostname)"', "peer-compute-gone"), False, 0)
     if "web0" in example.text:
         example.text = re.sub(r"web0\d", "peer-compute-gone", example.text)
