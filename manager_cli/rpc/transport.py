@@ -29,6 +29,7 @@ import pika
 import pika.exceptions
 from pika.adapters.utils import connection_workflow
 
+from .. import names
 from .. import redact as _redact
 from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
 
@@ -454,8 +455,7 @@ def connect(
 # Declarations, with oslo's exact flags (PROTOCOL.md §1-2)
 
 
-def fanout_exchange_name(topic: str) -> str:
-    return f"{topic}_fanout"
+fanout_exchange_name = names.fanout_exchange_name
 
 
 def _expires_arguments(options: RabbitOptions) -> dict[str, Any]:
@@ -496,7 +496,7 @@ def declare_fanout_queue(
 ) -> str:
     """This process's ``<topic>_fanout_<uuidhex>`` queue with x-expires, bound to the fanout."""
     exchange = declare_fanout_exchange(channel, topic)
-    name = name or f"{topic}_fanout_{uuid.uuid4().hex}"
+    name = name or names.fanout_queue_name(topic, uuid.uuid4().hex)
     channel.queue_declare(
         queue=name,
         durable=False,
@@ -513,7 +513,7 @@ def declare_reply_queue(
 ) -> str:
     """A ``reply_<uuidhex>`` queue as oslo declares it (x-expires); ``exclusive`` makes it
     exclusive and auto-delete, so a one-shot process leaves nothing behind."""
-    name = name or f"reply_{uuid.uuid4().hex}"
+    name = name or names.reply_queue_name(uuid.uuid4().hex)
     channel.queue_declare(
         queue=name,
         durable=False,
