@@ -13,7 +13,7 @@ peer venvs cannot be built; a broker or a peer that does not start is a failure.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.peers)
             item.add_marker(pytest.mark.broker)
             ours.append(item)
-    # The tests that need managerctl's long-running processes beside the peers go last, so the
-    # others see the real services alone (today's collector joins the schedulers' queues).
+    # The tests that need managerctl's long-running processes beside the peers come last, so
+    # the others see the real services alone; the tier stays in one run of items, so that its
+    # peers can stop as soon as it ends (pytest_runtest_teardown below).
     late = [item for item in ours if "fleet" in getattr(item, "fixturenames", ())]
     if late:
         rest = [item for item in items if item not in late]
-        items[:] = rest + late
+        early = [item for item in ours if item not in late]
+        at = rest.index(early[-1]) + 1 if early else items.index(late[0])
+        items[:] = rest[:at] + late + rest[at:]
+
+
+# What the session fixtures below started, stopped as soon as the last test of the tier has run:
+# the rest of a whole-suite run should not share two cores with nova and cinder.
+_STOPPERS: list[Callable[[], None]] = []
+
+
+def _in_tier(item: pytest.Item | None) -> bool:
+    return item is not None and HERE in Path(str(item.path)).resolve().parents
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _in_tier(item) and not _in_tier(nextitem):
+        while _STOPPERS:
+            _STOPPERS.pop()()
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +72,7 @@ def peer_broker(peer_venvs: tuple[Path, Path]) -> Iterator[RabbitMQNode]:
     except RuntimeError as exc:
         pytest.fail(f"the peers tier needs RabbitMQ: {exc}", pytrace=False)
     node = RabbitMQNode("managerctl-peers")
+    _STOPPERS.append(node.stop)
     try:
         yield node
     finally:
@@ -67,6 +86,7 @@ def cloud(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cloud]:
     placement = PlacementStandIn().start()
+    _STOPPERS.append(placement.stop)
     nova, cinder = peer_venvs
     peers = Cloud(
         tmp_path_factory.mktemp("peers"), peer_broker.url, nova, cinder, placement.endpoint
@@ -80,6 +100,7 @@ def cloud(
         except BaseException as exc:  # reported below, in the test's thread
             sync_error.append(exc)
 
+    _STOPPERS.append(peers.stop)
     syncing = threading.Thread(target=sync)
     syncing.start()
     try:
@@ -116,6 +137,7 @@ def fleet(
     ``fleet.require(name)``, which fails it with that process's log.
     """
     procs = Fleet(cloud, tmp_path_factory.mktemp("fleet"))
+    _STOPPERS.append(procs.stop)
     procs.start()
     try:
         procs.wait_started()
