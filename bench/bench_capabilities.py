@@ -147,13 +147,15 @@ def bench_collector(options: argparse.Namespace, store_url: str, label: str, rab
     import pika
 
     from manager_cli.rpc import transport, wire
+    from manager_cli.rpc.topology import Topology
     from manager_cli.rpc.transport import RabbitOptions
 
     hosts = 500
     connection = transport.connect(rabbit_url)
     channel = connection.channel()
-    transport.declare_control_exchange(channel, RabbitOptions(), "openstack")
-    transport.declare_topic_queue(channel, RabbitOptions(), "openstack", "scheduler")
+    topology = Topology(RabbitOptions())
+    topology.declare_exchange(channel, topology.control_exchange("openstack"))
+    topology.declare_topic_queue(channel, "openstack", "scheduler")
     channel.queue_purge("scheduler")
     props = pika.BasicProperties(**wire.BASE_PROPERTIES)
     for n in range(options.updates):

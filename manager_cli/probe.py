@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
-    AccessRefusedError,
     BadInputError,
     CallTimeoutError,
     ManagerCtlError,
@@ -241,25 +240,8 @@ def topic_consumers(client: Any, topic: str) -> int:
     Every oslo.messaging RPC server (and every ``managerctl serve``) consumes ``<topic>`` once,
     so this counts the running servers of the topic; dead ones left queues, not consumers.
     """
-    import pika.exceptions
-
-    # RPCClient has no public passive declare (yet): its connection is the cheapest way to ask,
-    # one channel and one round trip; the channel is thrown away, since a 404 closes it.
-    client.connect()
-    channel = client._connection.channel()
-    try:
-        frame = channel.queue_declare(topic, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:
-            return 0
-        if exc.reply_code == 403:
-            raise AccessRefusedError(
-                f"the broker refused access to queue {topic!r} ({exc.reply_text})",
-                hint="the user needs configure/read permission on the virtual host",
-            ) from None
-        raise
-    channel.close()
-    return int(frame.method.consumer_count)
+    consumers = client.queue_consumers(topic)
+    return 0 if consumers is None else consumers
 
 
 def probe_all(
