@@ -1,0 +1,340 @@
+"""The interop matrix (issue 14): every topology of TOPOLOGIES.md with real oslo.messaging peers.
+
+For each topology (``tests/topologies.py``), in a virtual host of its own on the session broker:
+
+* ``managerctl serve hostinfo`` (the console script, options from a config file) starts first,
+  then a real oslo RPC server (options from its transport URL's query) joins the same topic:
+  it must start, and every queue both declared must have one shape (the same flags, arguments
+  and queue type as oslo gives them);
+* managerctl's CLI -> the oslo server: call, cast, fanout cast, broadcast ping, probe;
+* an oslo client -> managerctl's server: call, cast, fanout cast;
+* ``capabilities show --live`` hears the served manager;
+* after managerctl exits: the oslo server restarts and works, and managerctl left nothing of
+  its own behind.
+
+``MATRIX_BROKERS`` is the hook for more brokers: each entry builds a node for the module; the
+RabbitMQ 4 node that denies deprecated features (tests/rigs) runs the ``strict_ok`` sets there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from interop_support import OsloPeer, unique_topic, wait_for
+from topologies import TOPOLOGY_SETS, TopologySet
+
+pytestmark = pytest.mark.broker
+
+MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
+PEER_NAME = "oslo1"
+MCTL_HOST = "mc1"
+
+
+def _session_broker(request):
+    return request.getfixturevalue("rabbitmq")
+
+
+def _strict_broker(request):
+    """RabbitMQ 4.0 denying deprecated features, from helper "rigs" (tests/rigs)."""
+    try:
+        from rigs.rabbitmq4 import strict_node  # type: ignore[import-not-found]
+    except ImportError:
+        pytest.fail("the RabbitMQ 4 rig (tests/rigs/rabbitmq4.py, strict_node) is missing")
+    return request.getfixturevalue(strict_node.__name__)
+
+
+# (name, node factory, which sets run there). Add the RabbitMQ 4 rig here once it exists:
+# ("rabbitmq4-strict", _strict_broker, lambda t: t.strict_ok).
+MATRIX_BROKERS = [("rabbitmq3", _session_broker, lambda topology: True)]
+if os.environ.get("MANAGERCTL_MATRIX_RABBITMQ4"):
+    MATRIX_BROKERS.append(("rabbitmq4-strict", _strict_broker, lambda t: t.strict_ok))
+
+CASES = [
+    pytest.param((broker, factory, topology), id=f"{broker}-{topology.name}")
+    for broker, factory, runs in MATRIX_BROKERS
+    for topology in TOPOLOGY_SETS
+    if runs(topology)
+]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
+    env["MANAGERCTL_PERIODIC_FUZZY_DELAY"] = "0"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class World:
+    topology: TopologySet
+    node: object
+    vhost: str
+    url: str  # with the topology's options in the query (what the oslo peer uses)
+    topic: str
+    config: Path
+    env: dict
+    serve: subprocess.Popen
+    serve_log: Path
+    peer: OsloPeer
+    peer_url: str
+    oslo_transport: object = None
+
+    def managerctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MANAGERCTL, "--config-file", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def queues(self) -> dict[str, dict]:
+        out = self.node.rabbitmqctl(
+            "list_queues",
+            "-p",
+            self.vhost,
+            "name",
+            "type",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "arguments",
+            "--formatter",
+            "json",
+            "--silent",
+        ).strip()
+        rows = json.loads(out) if out else []
+        return {
+            row["name"]: {
+                "type": row.get("type"),
+                "durable": row["durable"],
+                "auto_delete": row["auto_delete"],
+                "exclusive": row["exclusive"],
+                "arguments": {a[0]: a[-1] for a in row["arguments"] or []}
+                if isinstance(row["arguments"], list)
+                else row["arguments"],
+            }
+            for row in rows
+        }
+
+    def oslo_client(self, server: str | None = None, **target):
+        import oslo_messaging
+
+        return oslo_messaging.get_rpc_client(
+            self.oslo_transport,
+            oslo_messaging.Target(topic=self.topic, server=server, **target),
+            timeout=15,
+        )
+
+
+def _serve(world_env: dict, config: Path, topic: str, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [MANAGERCTL, "--config-file", str(config), "serve", "hostinfo"]
+            + ["--host", MCTL_HOST, "--topic", topic],
+            env=world_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ok = wait_for(lambda: "consuming " in log.read_text() or proc.poll() is not None, 30)
+    if not ok or proc.poll() is not None:
+        pytest.fail(f"managerctl serve did not start:\n{log.read_text()}")
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> int | None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture(scope="module", params=CASES)
+def world(request, tmp_path_factory):
+    broker, factory, topology = request.param
+    node = factory(request)
+    if not node.is_running():
+        node.start()
+    vhost = f"mx-{topology.name}"
+    node.rabbitmqctl("add_vhost", vhost)
+    node.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    directory = tmp_path_factory.mktemp(f"matrix-{broker}-{topology.name}")
+    base = node.url.rstrip("/") + "/" + vhost
+    lock_path = directory / "locks"
+    lock_path.mkdir()
+    os.environ.setdefault("OSLO_LOCK_PATH", str(lock_path))
+    config = directory / "managerctl.conf"
+    config.write_text(
+        f"[DEFAULT]\ntransport_url = {base}\ncapabilities_store = {directory / 'caps.sqlite'}\n"
+        f"report_interval = 2\n" + topology.config_lines()
+    )
+    env = _env(XDG_STATE_HOME=str(directory / "state"), OSLO_LOCK_PATH=str(lock_path))
+    topic = unique_topic("mx")
+    serve_log = directory / "serve.log"
+    # managerctl serves first; then an oslo server joins the same topic.
+    serve = _serve(env, config, topic, serve_log)
+    peer_url = base + topology.query()
+    peer = OsloPeer(
+        topic=topic,
+        server=PEER_NAME,
+        exchange="openstack",
+        endpoints="nova",
+        rpc_ping=True,
+        record_file=directory / "records",
+        log_file=directory / "peer.log",
+    )
+    peer.start(peer_url)
+    world = World(
+        topology, node, vhost, peer_url, topic, config, env, serve, serve_log, peer, peer_url
+    )
+    try:
+        peer.wait_ready()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import oslo_messaging
+            from oslo_concurrency import lockutils
+            from oslo_config import cfg
+
+        lockutils.set_defaults(str(lock_path))
+        world.oslo_transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=peer_url)
+        yield world
+    finally:
+        peer.stop()
+        _stop(serve)
+        if world.oslo_transport is not None:
+            world.oslo_transport.cleanup()
+        with contextlib.suppress(Exception):
+            node.rabbitmqctl("delete_vhost", vhost)
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result.stdout
+
+
+# -- managerctl serves first, an oslo server joins -----------------------------------------------
+
+
+def _shape(queue: dict) -> dict:
+    return {k: v for k, v in queue.items() if k != "exclusive"}
+
+
+def test_oslo_joins_and_both_declared_one_shape(world):
+    assert world.peer.alive, world.peer.log_tail()
+    queues = world.queues()
+    topic, options = world.topic, world.topology.options
+    ours, theirs = queues[f"{topic}.{MCTL_HOST}"], queues[f"{topic}.{PEER_NAME}"]
+    assert _shape(ours) == _shape(theirs)
+    quorum = options.get("rabbit_quorum_queue") == "true"
+    assert queues[topic]["type"] == ("quorum" if quorum else "classic")
+    fanout = {name: q for name, q in queues.items() if name.startswith(f"{topic}_fanout")}
+    if options.get("rabbit_stream_fanout") == "true":
+        assert list(fanout) == [f"{topic}_fanout"]
+        assert fanout[f"{topic}_fanout"]["type"] == "stream"
+    else:
+        mine = [n for n in fanout if "managerctl" in n or re.search("_fanout_[0-9a-f]{32}$", n)]
+        assert len(fanout) == 2, fanout
+        shapes = {json.dumps(_shape(q), sort_keys=True) for q in fanout.values()}
+        assert len(shapes) == 1, fanout
+        if options.get("use_queue_manager") == "true":
+            assert all(re.search(r"_fanout_[^:]+:[^:]+:\d+$", n) for n in fanout), fanout
+        else:
+            assert len(mine) == 2
+
+
+# -- managerctl's CLI -> the oslo server ---------------------------------------------------------
+
+
+def test_cli_call_and_cast_to_oslo(world):
+    out = _ok(world.managerctl("call", PEER_NAME, "echo", "value=hi", "-t", world.topic))
+    assert json.loads(out) == "hi"
+    _ok(world.managerctl("call", PEER_NAME, "record", "value=cast1", "-t", world.topic, "--cast"))
+    wait_for(lambda: "cast1" in world.peer.records())
+
+
+def test_cli_fanout_cast_reaches_oslo(world):
+    _ok(world.managerctl("call", "-", "record", "value=fan1", "-t", world.topic, "--fanout"))
+    wait_for(lambda: "fan1" in world.peer.records())
+
+
+def test_cli_broadcast_ping_hears_both(world):
+    out = _ok(world.managerctl("ping", "--all", "--expect", "2", "-t", world.topic, "-f", "json"))
+    assert len(json.loads(out)) >= 2, out
+
+
+def test_cli_probe_oslo_and_managerctl(world):
+    for host in (PEER_NAME, MCTL_HOST):
+        out = _ok(world.managerctl("probe", host, "-t", world.topic, "-f", "json"))
+        assert "alive" in out, out
+
+
+def test_capabilities_show_live(world):
+    out = _ok(
+        world.managerctl(
+            "capabilities", "show", "--live", "--wait", "3", "--topic", world.topic, "-f", "json"
+        )
+    )
+    assert MCTL_HOST in out, out
+
+
+# -- an oslo client -> managerctl's server -------------------------------------------------------
+
+
+def test_oslo_client_calls_managerctl(world):
+    client = world.oslo_client(server=MCTL_HOST)
+    assert client.call({}, "echo", value="from-oslo") == "from-oslo"
+    client.cast({}, "echo", value="cast-from-oslo")
+    # Any server of the topic: both kinds answer, through one shared queue.
+    shared = world.oslo_client()
+    assert {shared.call({}, "echo", value=n) for n in range(6)} == set(range(6))
+
+
+def test_oslo_fanout_reaches_managerctl(world):
+    # A fanout publish_service_capabilities from oslo makes the served manager publish to the
+    # scheduler's fanout, where a listener with the same config hears it.
+    from manager_cli.config import load_settings
+    from manager_cli.manager import SCHEDULER_TOPIC
+    from manager_cli.rpc.listen import FanoutListener
+    from manager_cli.rpc.transport import from_settings
+
+    url, options = from_settings(load_settings([str(world.config)], environ={}))
+    with FanoutListener(url, topic=SCHEDULER_TOPIC, options=options) as listener:
+        world.oslo_client(fanout=True).cast({}, "publish_service_capabilities")
+        heard = wait_for(
+            lambda: [r for _, r in listener.listen(0.2) if r.args.get("host") == MCTL_HOST],
+            timeout=10,
+        )
+    assert heard[0].method == "update_service_capabilities"
+
+
+# -- after managerctl exits ----------------------------------------------------------------------
+
+
+def test_after_managerctl_exits(world):
+    assert _stop(world.serve) == 0, world.serve_log.read_text()[-2000:]
+    world.peer.stop()
+    world.peer.start(world.peer_url)
+    world.peer.wait_ready()
+    assert world.oslo_client(server=PEER_NAME).call({}, "echo", value="again") == "again"
+    out = _ok(world.managerctl("call", PEER_NAME, "echo", "value=after", "-t", world.topic))
+    assert json.loads(out) == "after"
+    _ok(world.managerctl("call", "-", "record", "value=fan2", "-t", world.topic, "--fanout"))
+    wait_for(lambda: "fan2" in world.peer.records())
+    left = [n for n in world.queues() if n.startswith("reply_") and "managerctl" in n]
+    assert not left, left
