@@ -470,14 +470,14 @@ class RPCClient:
 
     # -- consumer check (PROTOCOL.md §11) ----------------------------------------------------
 
-    def _check_consumer(self, queue: str, exchange: str) -> None:
+    def _check_consumer(self, queue: str, exchange: str, *, again: bool = True) -> None:
         now = time.monotonic()
         if self._consumers_ok.get(queue, 0.0) > now:
             return
         channel = self._check_channel
-        if channel is None or not channel.is_open:
-            channel = self._check_channel = self._connection.channel()
         try:
+            if channel is None or not channel.is_open:
+                channel = self._check_channel = self._connection.channel()
             frame = channel.queue_declare(queue, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
             self._check_channel = None
@@ -487,6 +487,15 @@ class RPCClient:
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it does not exist",
                 hint="is the service running, and are topic, host and control_exchange right?",
             ) from None
+        except _CONNECTION_ERRORS as exc:
+            # The connection died while idle (the probe before publishing is time-based).
+            if not again or refusals.is_refusal(exc):
+                raise
+            LOG.info("connection to the broker lost; reconnecting")
+            self._reset()
+            self._connect()
+            self._check_consumer(queue, exchange, again=False)
+            return
         if frame.method.consumer_count == 0:
             raise NoConsumerError(
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it has no consumer",
@@ -585,6 +594,8 @@ class RPCClient:
         channel = self._channel
         if channel is None or not channel.is_closed:
             return
+        if self._connection is None or not self._connection.is_open:
+            return  # a lost connection: the next process_data_events raises, and we reconnect
         reason = getattr(channel, "_closing_reason", None)
         if reason is not None and refusals.is_refusal(reason):
             self._calls.clear()
