@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,9 @@ class World:
     serve: subprocess.Popen
     serve_log: Path
     peer: OsloPeer
-    peer_url: str
     oslo_transport: object = None
+    serve_rc: int | None = None
+    restart_error: str | None = None
 
     def managerctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -139,7 +141,7 @@ class World:
 
 def _serve(world_env: dict, config: Path, topic: str, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [MANAGERCTL, "--config-file", str(config), "serve", "hostinfo"]
             + ["--host", MCTL_HOST, "--topic", topic],
             env=world_env,
@@ -147,10 +149,13 @@ def _serve(world_env: dict, config: Path, topic: str, log: Path) -> subprocess.P
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    ok = wait_for(lambda: "consuming " in log.read_text() or proc.poll() is not None, 30)
+
+
+def _wait_served(world: World) -> None:
+    log, proc = world.serve_log, world.serve
+    ok = wait_for(lambda: "consuming " in log.read_text() or proc.poll() is not None, 60)
     if not ok or proc.poll() is not None:
-        pytest.fail(f"managerctl serve did not start:\n{log.read_text()}")
-    return proc
+        raise RuntimeError(f"managerctl serve did not start:\n{log.read_text()}")
 
 
 def _stop(proc: subprocess.Popen) -> int | None:
@@ -165,62 +170,154 @@ def _stop(proc: subprocess.Popen) -> int | None:
     return proc.returncode
 
 
-@pytest.fixture(scope="module", params=CASES)
-def world(request, tmp_path_factory):
-    broker, factory, topology = request.param
-    node = factory(request)
-    if not node.is_running():
-        node.start()
-    vhost = f"mx-{topology.name}"
-    node.rabbitmqctl("add_vhost", vhost)
-    node.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    directory = tmp_path_factory.mktemp(f"matrix-{broker}-{topology.name}")
-    base = node.url.rstrip("/") + "/" + vhost
-    lock_path = directory / "locks"
-    lock_path.mkdir()
-    os.environ.setdefault("OSLO_LOCK_PATH", str(lock_path))
-    config = directory / "managerctl.conf"
-    config.write_text(
-        f"[DEFAULT]\ntransport_url = {base}\ncapabilities_store = {directory / 'caps.sqlite'}\n"
-        f"report_interval = 2\n" + topology.config_lines()
-    )
-    env = _env(XDG_STATE_HOME=str(directory / "state"), OSLO_LOCK_PATH=str(lock_path))
-    topic = unique_topic("mx")
-    serve_log = directory / "serve.log"
-    # managerctl serves first; then an oslo server joins the same topic.
-    serve = _serve(env, config, topic, serve_log)
-    peer_url = base + topology.query()
-    peer = OsloPeer(
-        topic=topic,
-        server=PEER_NAME,
-        exchange="openstack",
-        endpoints="nova",
-        rpc_ping=True,
-        record_file=directory / "records",
-        log_file=directory / "peer.log",
-    )
-    peer.start(peer_url)
-    world = World(
-        topology, node, vhost, peer_url, topic, config, env, serve, serve_log, peer, peer_url
-    )
-    try:
-        peer.wait_ready()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import oslo_messaging
-            from oslo_concurrency import lockutils
-            from oslo_config import cfg
+def _erl_vhosts(names: list[str], action: str) -> str:
+    """One ``rabbitmqctl eval`` for every vhost (each rabbitmqctl run starts an Erlang VM)."""
+    calls = []
+    for name in names:
+        binary = f'<<"{name}">>'
+        if action == "add":
+            calls.append(f'rabbit_vhost:add({binary}, <<"tests">>)')
+            calls.append(
+                "rabbit_auth_backend_internal:set_permissions("
+                f'<<"guest">>, {binary}, <<".*">>, <<".*">>, <<".*">>, <<"tests">>)'
+            )
+        else:
+            calls.append(f'catch rabbit_vhost:delete({binary}, <<"tests">>)')
+    return ", ".join(calls) + ", ok."
 
-        lockutils.set_defaults(str(lock_path))
-        world.oslo_transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=peer_url)
-        yield world
+
+class Matrix:
+    """The worlds of one broker, all started at once (process start-ups overlap), and
+    "managerctl exits" applied to all at once too."""
+
+    def __init__(self, request, directory: Path) -> None:
+        self.request = request
+        self.directory = directory
+        self.worlds: dict[tuple[str, str], World] = {}
+        self.nodes: dict[str, tuple[object, list[str]]] = {}
+        self.exited: set[str] = set()
+
+    def get(self, broker: str, factory, name: str) -> World:
+        if (broker, name) not in self.worlds:
+            self._start(broker, factory)
+        world = self.worlds[(broker, name)]
+        if isinstance(world, BaseException):
+            raise world
+        return world
+
+    def _start(self, broker: str, factory) -> None:
+        node = factory(self.request)
+        if not node.is_running():
+            node.start()
+        sets = [t for b, _, runs in MATRIX_BROKERS if b == broker for t in TOPOLOGY_SETS if runs(t)]
+        vhosts = [f"mx-{t.name}" for t in sets]
+        node.rabbitmqctl("eval", _erl_vhosts(vhosts, "add"))
+        self.nodes[broker] = (node, vhosts)
+        lock_path = self.directory / "locks"
+        lock_path.mkdir(exist_ok=True)
+        os.environ.setdefault("OSLO_LOCK_PATH", str(lock_path))
+        worlds = []
+        for topology, vhost in zip(sets, vhosts, strict=True):
+            directory = self.directory / f"{broker}-{topology.name}"
+            directory.mkdir()
+            base = node.url.rstrip("/") + "/" + vhost
+            config = directory / "managerctl.conf"
+            config.write_text(
+                f"[DEFAULT]\ntransport_url = {base}\n"
+                f"capabilities_store = {directory / 'caps.sqlite'}\n" + topology.config_lines()
+            )
+            env = _env(XDG_STATE_HOME=str(directory / "state"), OSLO_LOCK_PATH=str(lock_path))
+            topic = unique_topic("mx")
+            serve_log = directory / "serve.log"
+            peer = OsloPeer(
+                topic=topic,
+                server=PEER_NAME,
+                exchange="openstack",
+                endpoints="nova",
+                rpc_ping=True,
+                record_file=directory / "records",
+                log_file=directory / "peer.log",
+            )
+            # managerctl serves first; an oslo server joins once it consumes.
+            serve = _serve(env, config, topic, serve_log)
+            peer_url = base + topology.query()
+            world = World(
+                topology, node, vhost, peer_url, topic, config, env, serve, serve_log, peer
+            )
+            worlds.append(world)
+
+        def join(world: World) -> World | BaseException:
+            try:
+                _wait_served(world)
+                world.peer.start(world.url)
+                world.peer.wait_ready()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    import oslo_messaging
+                    from oslo_concurrency import lockutils
+                    from oslo_config import cfg
+
+                lockutils.set_defaults(str(lock_path))
+                world.oslo_transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=world.url)
+                return world
+            except BaseException as exc:  # reported by that topology's tests
+                return exc
+
+        with ThreadPoolExecutor(max_workers=len(worlds)) as pool:
+            joined = list(pool.map(join, worlds))
+        for world, outcome in zip(worlds, joined, strict=True):
+            self.worlds[(broker, world.topology.name)] = outcome
+
+    def managerctl_exits(self, broker: str) -> None:
+        """Stop every managerctl serve of ``broker``, then restart every oslo server."""
+        if broker in self.exited:
+            return
+        self.exited.add(broker)
+        worlds = [w for (b, _), w in self.worlds.items() if b == broker and isinstance(w, World)]
+
+        def restart(world: World) -> None:
+            world.serve_rc = _stop(world.serve)
+            world.peer.stop()
+            world.peer.start(world.url)
+            try:
+                world.peer.wait_ready()
+            except RuntimeError as exc:
+                world.restart_error = str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(worlds))) as pool:
+            list(pool.map(restart, worlds))
+
+    def close(self) -> None:
+        worlds = [w for w in self.worlds.values() if isinstance(w, World)]
+
+        def stop(world: World) -> None:
+            world.peer.stop()
+            _stop(world.serve)
+            if world.oslo_transport is not None:
+                with contextlib.suppress(Exception):
+                    world.oslo_transport.cleanup()
+
+        with ThreadPoolExecutor(max_workers=max(1, len(worlds))) as pool:
+            list(pool.map(stop, worlds))
+        for node, vhosts in self.nodes.values():
+            with contextlib.suppress(Exception):
+                if node.is_running():
+                    node.rabbitmqctl("eval", _erl_vhosts(vhosts, "delete"))
+
+
+@pytest.fixture(scope="module")
+def matrix(request, tmp_path_factory):
+    matrix = Matrix(request, tmp_path_factory.mktemp("matrix"))
+    try:
+        yield matrix
     finally:
-        peer.stop()
-        _stop(serve)
-        if world.oslo_transport is not None:
-            world.oslo_transport.cleanup()
-        with contextlib.suppress(Exception):
-            node.rabbitmqctl("delete_vhost", vhost)
+        matrix.close()
+
+
+@pytest.fixture(params=CASES)
+def world(request, matrix) -> World:
+    broker, factory, topology = request.param
+    return matrix.get(broker, factory, topology.name)
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
@@ -326,15 +423,18 @@ def test_oslo_fanout_reaches_managerctl(world):
 # -- after managerctl exits ----------------------------------------------------------------------
 
 
-def test_after_managerctl_exits(world):
-    assert _stop(world.serve) == 0, world.serve_log.read_text()[-2000:]
-    world.peer.stop()
-    world.peer.start(world.peer_url)
-    world.peer.wait_ready()
+def test_after_managerctl_exits(request, matrix, world):
+    broker = request.node.callspec.params["world"][0]
+    matrix.managerctl_exits(broker)
+    assert world.serve_rc == 0, world.serve_log.read_text()[-2000:]
+    assert world.restart_error is None, world.restart_error
     assert world.oslo_client(server=PEER_NAME).call({}, "echo", value="again") == "again"
     out = _ok(world.managerctl("call", PEER_NAME, "echo", "value=after", "-t", world.topic))
     assert json.loads(out) == "after"
     _ok(world.managerctl("call", "-", "record", "value=fan2", "-t", world.topic, "--fanout"))
     wait_for(lambda: "fan2" in world.peer.records())
-    left = [n for n in world.queues() if n.startswith("reply_") and "managerctl" in n]
+    queues = world.queues()
+    # What managerctl's processes owned is gone: one-shot reply queues, serve's own fanout
+    # queue (a shared stream stays, as with oslo).
+    left = [n for n in queues if n.startswith("reply_") and queues[n]["exclusive"]]
     assert not left, left
