@@ -170,7 +170,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "rabbit_qos_prefetch_count",
         "int",
         0,
-        "Prefetch count for consumers; 0 lets managerctl pick a bound from its worker count.",
+        "Prefetch count of each consumer (basic.qos per consumer, never global); 0 lets a "
+        "served manager pick a bound from its worker count.",
         group=RABBIT_GROUP,
     ),
     OptionSpec(

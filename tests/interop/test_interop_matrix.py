@@ -251,21 +251,24 @@ class Matrix:
                 _wait_served(world)
                 world.peer.start(world.url)
                 world.peer.wait_ready()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    import oslo_messaging
-                    from oslo_concurrency import lockutils
-                    from oslo_config import cfg
-
-                lockutils.set_defaults(str(lock_path))
-                world.oslo_transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=world.url)
                 return world
             except BaseException as exc:  # reported by that topology's tests
                 return exc
 
         with ThreadPoolExecutor(max_workers=len(worlds)) as pool:
             joined = list(pool.map(join, worlds))
+        # oslo's clients in this process: imported and built in this thread (oslo's import
+        # is not safe to run from several threads at once).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import oslo_messaging
+            from oslo_concurrency import lockutils
+            from oslo_config import cfg
+
+        lockutils.set_defaults(str(lock_path))
         for world, outcome in zip(worlds, joined, strict=True):
+            if isinstance(outcome, World):
+                world.oslo_transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=world.url)
             self.worlds[(broker, world.topology.name)] = outcome
 
     def managerctl_exits(self, broker: str) -> None:
