@@ -119,6 +119,9 @@ class RPCServer:
         # Where a stream fanout consumer resumes after a reconnect (oslo: last seen + 1).
         self._stream_offset: Any = "last"
         self._stream_tag: str | None = None
+        # Delivery tags from the stream not settled yet: a stream refuses nack and reject
+        # (540, which closes the connection), so those are acked instead.
+        self._stream_deliveries: set[int] = set()
         self._props = self.topology.properties()
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -315,6 +318,7 @@ class RPCServer:
         )
         # Requests received but not started were never acked: the broker redelivers them.
         self._backlog.clear()
+        self._stream_deliveries.clear()
         self._returned.clear()
         for job in self._jobs:
             job.timer = None  # timers die with their connection; _setup schedules new ones
@@ -375,7 +379,7 @@ class RPCServer:
             channel.basic_cancel(consumer_tag)
         while self._backlog:
             delivery_tag, _request = self._backlog.popleft()
-            channel.basic_nack(delivery_tag, requeue=True)
+            self._give_back(channel, delivery_tag, requeue=True)
 
     def _close(self) -> None:
         """Delete the fanout queue and close, on a clean stop (I/O thread)."""
@@ -403,6 +407,7 @@ class RPCServer:
             offset = (properties.headers or {}).get("x-stream-offset")
             if isinstance(offset, int):
                 self._stream_offset = offset + 1
+            self._stream_deliveries.add(method.delivery_tag)
         try:
             self._receive(channel, method.delivery_tag, properties, body)
         except _PIKA_ERRORS:
@@ -410,7 +415,7 @@ class RPCServer:
         except Exception as exc:  # never let one message kill the server
             LOG.exception("dropping a request that could not be handled")
             self._report(exc, None)
-            channel.basic_reject(method.delivery_tag, requeue=False)
+            self._give_back(channel, method.delivery_tag)
 
     def _receive(self, channel: Any, delivery_tag: int, properties: Any, body: bytes) -> None:
         if properties.content_type != wire.CONTENT_TYPE:
@@ -420,7 +425,7 @@ class RPCServer:
                 properties.content_type,
                 wire.CONTENT_TYPE,
             )
-            channel.basic_reject(delivery_tag, requeue=False)
+            self._give_back(channel, delivery_tag)
             return
         try:
             if len(body) > self.max_message_bytes:
@@ -442,6 +447,7 @@ class RPCServer:
         if request.unique_id is not None and request.unique_id in self._seen:
             LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
             channel.basic_ack(delivery_tag)
+            self._stream_deliveries.discard(delivery_tag)
             return
         if len(self._jobs) < self.executor_threads and not self._stopping:
             self._start_job(channel, delivery_tag, request)
@@ -455,7 +461,7 @@ class RPCServer:
         msg_id, reply_q = _reply_address(body)
         LOG.warning("rejecting a malformed request: %s", exc)
         self._report(exc, None)
-        channel.basic_reject(delivery_tag, requeue=False)
+        self._give_back(channel, delivery_tag)
         if msg_id and reply_q:
             failure = wire.serialize_failure(exc)
             self._publish_reply(
@@ -463,14 +469,27 @@ class RPCServer:
                 self.topology.encode(wire.encode_envelope(wire.build_reply(msg_id, None, failure))),
             )
 
+    def _give_back(self, channel: Any, delivery_tag: int, *, requeue: bool = False) -> None:
+        """Reject (or requeue) a request; one from a stream is acked: a stream keeps every
+        message anyway, and refuses nack and reject."""
+        if delivery_tag in self._stream_deliveries:
+            self._stream_deliveries.discard(delivery_tag)
+            channel.basic_ack(delivery_tag)
+        elif requeue:
+            channel.basic_nack(delivery_tag, requeue=True)
+        else:
+            channel.basic_reject(delivery_tag, requeue=False)
+
     def _start_job(self, channel: Any, delivery_tag: int, request: wire.Request) -> None:
         if request.unique_id is not None:
             if request.unique_id in self._seen:
                 LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
                 channel.basic_ack(delivery_tag)
+                self._stream_deliveries.discard(delivery_tag)
                 return
             self._seen.append(request.unique_id)
         channel.basic_ack(delivery_tag)
+        self._stream_deliveries.discard(delivery_tag)
         job = _Job(request)
         self._jobs.add(job)
         if job.heartbeat_interval:
