@@ -36,6 +36,10 @@ class OptionSpec:
     secret: bool = False
     sample_default: str | None = None
     default_factory: Callable[[], Any] | None = None
+    # May a service's own config file (nova.conf, cinder.conf) set it? Only what says how to
+    # reach and speak to that service; managerctl's own behaviour (heartbeats, periodic timers,
+    # the store) comes from managerctl's files, the environment or the command line.
+    shared: bool = False
 
     def default_value(self) -> Any:
         return self.default_factory() if self.default_factory else self.default
@@ -67,14 +71,38 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "The messaging transport: rabbit://user:pass@host:port[,host2:port2]/vhost. "
         "The default rabbit:// means guest:guest@localhost:5672.",
         secret=True,
+        shared=True,
     ),
     OptionSpec(
         "control_exchange",
         "str",
         "openstack",
         "The topic exchange RPC requests go to; OpenStack projects set their own (nova, ...).",
+        shared=True,
     ),
-    OptionSpec("rpc_response_timeout", "int", 60, "Seconds to wait for the reply to an RPC call."),
+    OptionSpec(
+        "rpc_response_timeout",
+        "int",
+        60,
+        "Seconds to wait for the reply to an RPC call.",
+        shared=True,
+    ),
+    OptionSpec(
+        "rpc_ping_enabled",
+        "bool",
+        False,
+        "The services probed answer oslo's oslo_rpc_server_ping (their [DEFAULT] "
+        "rpc_ping_enabled, read from their own config file): probe them with it.",
+        shared=True,
+    ),
+    OptionSpec(
+        "enabled_backends",
+        "list",
+        [],
+        "cinder-volume backends of the host (read from cinder.conf): a probe of topic "
+        "cinder-volume checks the HOST@BACKEND server of each.",
+        shared=True,
+    ),
     OptionSpec(
         "connect_timeout",
         "float",
@@ -364,11 +392,40 @@ class OptionValue:
 
 
 class Settings:
-    """The effective options: ``settings.host``, ``settings.get(name, group)``."""
+    """The effective options: ``settings.host``, ``settings.get(name, group)``.
 
-    def __init__(self, values: Mapping[tuple[str, str], OptionValue], config_files: Sequence[str]):
+    ``ignored`` lists what a service's own config file set but may not decide for managerctl
+    (``config show`` shows them); ``service_host`` is the ``host`` such a file names: the
+    default server to probe, ping or call, never managerctl's own identity.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[tuple[str, str], OptionValue],
+        config_files: Sequence[str],
+        ignored: Sequence[OptionValue] = (),
+        service_host: str | None = None,
+    ):
         self._values = dict(values)
         self.config_files = tuple(config_files)
+        self.ignored = tuple(ignored)
+        self._service_host = service_host
+
+    @property
+    def service_host(self) -> str:
+        """The server a probe, ping or call addresses when none is given."""
+        return self._service_host or self.host
+
+    def source(self, name: str, group: str = DEFAULT_GROUP) -> str:
+        """Where an option's value came from: "default", "environment", a file, ..."""
+        try:
+            return self._values[(group, name)].source
+        except KeyError:
+            raise ConfigError(f"no such option [{group}] {name}") from None
+
+    def explicit(self, name: str, group: str = DEFAULT_GROUP) -> Any:
+        """The option's value when something set it, else None (so a caller may infer one)."""
+        return None if self.source(name, group) == "default" else self.get(name, group)
 
     def get(self, name: str, group: str = DEFAULT_GROUP) -> Any:
         try:
@@ -398,7 +455,7 @@ class Settings:
             values[(DEFAULT_GROUP, name)] = OptionValue(
                 DEFAULT_GROUP, name, value, "command line", spec.secret
             )
-        return Settings(values, self.config_files)
+        return Settings(values, self.config_files, self.ignored, self._service_host)
 
 
 def _files_from_dirs(config_dirs: Iterable[str]) -> list[str]:
@@ -426,10 +483,45 @@ def _invalid_value_message(spec: OptionSpec, exc: Exception) -> str:
     return f"invalid value for [{spec.group}] {spec.name}{place}: {cause if found else text}"
 
 
-def _read_with_oslo(
-    config_files: Sequence[str], config_dirs: Sequence[str]
-) -> dict[tuple[str, str], OptionValue]:
-    """Read the files with oslo.config, as an OpenStack service would."""
+_SERVICE_SECTIONS = re.compile(
+    r"^\s*\[(database|api_database|keystone_authtoken|placement|nova|glance)\]\s*$", re.M
+)
+_OWN_SECTION = re.compile(r"^\s*\[managerctl\]\s*$", re.M)
+
+
+def is_service_config(path: str) -> bool:
+    """True for a service's own config file (nova.conf, cinder.conf, ...), not managerctl's.
+
+    Known by its name, or by the sections only a service has ([database],
+    [keystone_authtoken], ...); a [managerctl] section makes any file managerctl's own.
+    """
+    from .families import SERVICE_CONFIG_NAMES
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(1024 * 1024)
+    except OSError:
+        return False
+    if _OWN_SECTION.search(text):
+        return False
+    return os.path.basename(path) in SERVICE_CONFIG_NAMES or bool(_SERVICE_SECTIONS.search(text))
+
+
+class _FileValues(dict):
+    """The values read from config files, plus what a service's file set that was ignored."""
+
+    ignored: list[OptionValue]
+    service_host: str | None
+
+
+def _read_with_oslo(config_files: Sequence[str], config_dirs: Sequence[str]) -> _FileValues:
+    """Read the files with oslo.config, as an OpenStack service would.
+
+    A service's own file (``is_service_config``) sets only the options marked ``shared`` and
+    those of ``[oslo_messaging_rabbit]``: how to reach and speak to that service. Its other
+    options that share a name with managerctl's (``host``, ``report_interval``,
+    ``periodic_fuzzy_delay``) describe the service, not managerctl, and are kept aside.
+    """
     from oslo_config import cfg
 
     for path in config_files:
@@ -448,7 +540,13 @@ def _read_with_oslo(
         )
     except cfg.Error as exc:
         raise ConfigError(f"invalid configuration: {exc}", hint="fix the config file") from None
-    values = {}
+    values = _FileValues()
+    values.ignored, values.service_host = [], None
+    service_files = {
+        os.path.abspath(path)
+        for path in list(config_files) + _files_from_dirs(config_dirs)
+        if is_service_config(path)
+    }
     for spec in OPTIONS:
         section = conf if spec.group == DEFAULT_GROUP else conf[spec.group]
         try:
@@ -464,6 +562,15 @@ def _read_with_oslo(
         if value is None and spec.default_factory is not None:
             value = spec.default_factory()
         source = location.detail if from_file and location.detail else "default"
+        if (
+            from_file
+            and os.path.abspath(source) in service_files
+            and not (spec.shared or spec.group == RABBIT_GROUP)
+        ):
+            if spec.name == "host" and spec.group == DEFAULT_GROUP:
+                values.service_host = str(value)
+            values.ignored.append(OptionValue(spec.group, spec.name, value, source, spec.secret))
+            value, from_file = spec.default_value(), False
         values[(spec.group, spec.name)] = OptionValue(
             spec.group, spec.name, value, source if from_file else "default", spec.secret
         )
@@ -483,9 +590,13 @@ def load_settings(
     dirs = list(config_dirs)
     if not dirs and environ.get(ENV_PREFIX + "CONFIG_DIR"):
         dirs = [environ[ENV_PREFIX + "CONFIG_DIR"]]
+    ignored: list[OptionValue] = []
+    service_host = None
+    values: dict[tuple[str, str], OptionValue]
     if files or dirs:
         dir_files = _files_from_dirs(dirs)
-        values = _read_with_oslo(files, dirs)
+        read = _read_with_oslo(files, dirs)
+        values, ignored, service_host = read, read.ignored, read.service_host
         files += dir_files
     else:
         values = {
@@ -502,7 +613,7 @@ def load_settings(
             values[(spec.group, spec.name)] = OptionValue(
                 spec.group, spec.name, convert(spec, raw), "environment", spec.secret
             )
-    return Settings(values, files)
+    return Settings(values, files, ignored, service_host)
 
 
 def rabbit_options(settings: Settings) -> dict[str, Any]:

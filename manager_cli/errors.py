@@ -90,6 +90,12 @@ class RemoteError(ManagerCtlError):
         super().__init__(f"remote error: {exc_type}: {value}")
 
 
+class AllFailedError(ManagerCtlError):
+    """Every service that answered sent back a failure (exit 1, as a remote failure)."""
+
+    exit_code = EXIT_REMOTE_ERROR
+
+
 class PartialResultError(ManagerCtlError):
     """A multi-host command got answers from some expected hosts, not all (exit 3)."""
 

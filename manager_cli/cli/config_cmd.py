@@ -19,17 +19,28 @@ def config() -> None:
 @config.command("show")
 @output_options
 def show(**kwargs: Any) -> None:
-    """Show every option's effective value and where it came from (secrets masked)."""
+    """Show every option's effective value and where it came from (secrets masked).
+
+    A service's own file (nova.conf, cinder.conf, or any file with a [database] or
+    [keystone_authtoken] section, unless it has a [managerctl] section) sets only how to reach
+    and speak to that service: transport_url, control_exchange, rpc_response_timeout,
+    rpc_ping_enabled, enabled_backends and [oslo_messaging_rabbit]. What else it sets is listed
+    as "ignored"; its host is the default HOST of probe, ping and call.
+    """
     output = output_from(kwargs)
-    records = []
-    for option in app_state().settings.describe():
-        value = option.value
-        if option.secret and value:
-            value = mask_url_passwords(str(value)) if "://" in str(value) else MASK
-        records.append(
-            {"group": option.group, "name": option.name, "value": value, "source": option.source}
-        )
+    settings = app_state().settings
+    records = [_record(option, option.source) for option in settings.describe()]
+    for option in settings.ignored:
+        why = "the default HOST to probe" if option.name == "host" else "a service's option"
+        records.append(_record(option, f"ignored from {option.source} ({why})"))
     render_list(records, ["group", "name", "value", "source"], output)
+
+
+def _record(option: Any, source: str) -> dict[str, Any]:
+    value = option.value
+    if option.secret and value:
+        value = mask_url_passwords(str(value)) if "://" in str(value) else MASK
+    return {"group": option.group, "name": option.name, "value": value, "source": source}
 
 
 @config.command("sample")

@@ -128,7 +128,11 @@ class LazyGroup(click.Group):
     help="rabbit://user:pass@host:port/vhost (overrides $MANAGERCTL_TRANSPORT_URL and the "
     "config file).",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option(
+    "--debug",
+    count=True,
+    help="Show tracebacks (a remote failure's too) and debug logging; twice to add pika's.",
+)
 @click.option("--no-color", is_flag=True, help="Never use colour (NO_COLOR is honoured too).")
 @click.version_option(package_name="managerctl", prog_name="managerctl")
 @click.pass_context
@@ -137,14 +141,14 @@ def cli(
     config_file: tuple[str, ...],
     config_dir: tuple[str, ...],
     transport_url: str | None,
-    debug: bool,
+    debug: int,
     no_color: bool,
 ) -> None:
     """Operate services built on the OpenStack Manager pattern."""
     # The MANAGERCTL_* variables are read by config.load_settings, not by click: that is what
     # records "environment" as their source (click's envvar= made them "command line") and keeps
     # a config file path with spaces in one piece (click splits a multiple option's variable).
-    ctx.obj = AppState(config_file, config_dir, transport_url, debug, no_color)
+    ctx.obj = AppState(config_file, config_dir, transport_url, bool(debug), no_color)
     import logging
 
     if debug:
@@ -152,6 +156,10 @@ def cli(
             level=logging.DEBUG,
             format="%(asctime)s %(process)d %(levelname)s %(name)s [-] %(message)s",
         )
+        if debug < 2:
+            # pika logs every frame of the connection at DEBUG (hundreds of lines per call),
+            # which buries managerctl's own records; --debug --debug shows them too.
+            logging.getLogger("pika").setLevel(logging.WARNING)
     elif ctx.invoked_subcommand != "serve":
         # A one-shot command reports a failed task or hook in its data and its exit code; the
         # library's log records (with tracebacks) would otherwise reach stderr through logging's
@@ -186,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     except ManagerCtlError as exc:
         if debug:
             _print_traceback()
+            remote = getattr(exc, "traceback", None)
+            if remote:
+                sys.stderr.write("remote traceback:\n" + mask_url_passwords(str(remote)) + "\n")
         _report(str(exc))
         sys.exit(exc.exit_code)
     except BrokenPipeError:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..probe import DEFAULT_TIMEOUT, METHODS, PING
+from ..ops.probe import AUTO, DEFAULT_TIMEOUT, METHODS
 from .common import app_state
 from .complete import complete_hosts, complete_topics
 from .output import FORMATS, OutputOptions, render_list, render_one
@@ -22,18 +22,16 @@ LINE_COLUMNS = ["host", "topic", "verdict", "rtt_ms"]
 TABLE_COLUMNS = ["host", "service", "verdict", "rtt_ms", "answer"]
 
 
-def _client(settings: Any, timeout: float) -> Any:
-    """A one-shot client: its reply queue is exclusive, so it goes away with the process."""
-    from ..rpc.client import RPCClient
-    from ..rpc.transport import from_settings
+def default_hosts(settings: Any, topic: str) -> list[str]:
+    """The servers a probe without HOST checks: this host's, one per cinder backend."""
+    from ..families import family_of_topic
 
-    url, options = from_settings(settings)
-    return RPCClient(
-        url,
-        options=options,
-        timeout=timeout,
-        exclusive=True,
-    )
+    family = family_of_topic(topic)
+    backends = list(settings.enabled_backends or [])
+    if family is not None and topic in family.backend_topics and backends:
+        # cinder-volume runs one server per backend, named host@backend (PEERS.md).
+        return [f"{settings.service_host}@{backend}" for backend in backends]
+    return [settings.service_host]
 
 
 def _output(kwargs: dict[str, Any], probe_all: bool) -> OutputOptions:
@@ -47,7 +45,13 @@ def _output(kwargs: dict[str, Any], probe_all: bool) -> OutputOptions:
 
 
 @click.command("probe")
-@click.argument("host", required=False, shell_complete=complete_hosts)
+@click.argument("hosts", nargs=-1, metavar="[HOST]...", shell_complete=complete_hosts)
+@click.option(
+    "--hosts-file",
+    metavar="FILE",
+    help="Probe every host named in FILE (one per line, # comments; - for standard input), "
+    "all at once over one connection.",
+)
 @click.option(
     "--topic",
     "-t",
@@ -74,10 +78,19 @@ def _output(kwargs: dict[str, Any], probe_all: bool) -> OutputOptions:
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    default=PING,
+    default=AUTO,
     show_default=True,
-    help="ping: the base API ping (namespace baseapi, version 1.0); oslo_rpc_server_ping: "
-    "oslo's own, for services run with rpc_ping_enabled = true.",
+    help="auto: what the service answers without an ERROR in its log (ping for nova and "
+    "managerctl; oslo_rpc_server_ping where the config says rpc_ping_enabled = true; quiet "
+    "for cinder). ping: the base API ping (namespace baseapi). oslo_rpc_server_ping: oslo's "
+    "own. quiet: a method oslo logs at DEBUG only, at the topic's version (--version).",
+)
+@click.option(
+    "--version",
+    "api_version",
+    metavar="X.Y",
+    help="API version of the probe request (quiet: default the topic's, e.g. 3.0 for "
+    "cinder-volume).",
 )
 @click.option("--all", "probe_all", is_flag=True, help="Probe every service of the topic at once.")
 @click.option(
@@ -118,50 +131,62 @@ def _output(kwargs: dict[str, Any], probe_all: bool) -> OutputOptions:
 @click.pass_context
 def probe(
     ctx: click.Context,
-    host: str | None,
+    hosts: tuple[str, ...],
+    hosts_file: str | None,
     topic: str,
     exchange: str | None,
     timeout: float,
     method: str,
+    api_version: str | None,
     probe_all: bool,
     expect: int | None,
     quiet: bool,
     **kwargs: Any,
 ) -> None:
-    """Prove that the service of TOPIC on HOST takes requests and answers them.
+    """Prove that the service of TOPIC on each HOST takes requests and answers them.
 
-    Any answer means alive: a result, or a failure the service sends back (an oslo service
-    without the base API answers UnsupportedVersion, one without rpc_ping_enabled answers
-    NoSuchMethod to oslo_rpc_server_ping). HOST is the server name of the TOPIC.HOST queue
-    (default: [DEFAULT] host of the config, which like nova's defaults to this machine's
-    name). The service's own config file works as it is: --config-file /etc/nova/nova.conf.
+    Any answer means alive: a result, or a failure the service sends back. HOST is the server
+    name of the TOPIC.HOST queue (default: [DEFAULT] host of the config, which like nova's
+    defaults to this machine's name; for cinder-volume, HOST@BACKEND for each of the
+    config's enabled_backends). Several HOSTs, or --hosts-file, are probed at once over one
+    connection, one line each. The service's own config file works as it is:
+    --config-file /etc/nova/nova.conf (its exchange, nova, is known without being told).
 
     \b
     Exit status:
-      0   alive: the service answered (the line shows the round-trip time)
+      0   alive: every service answered (the line shows the round-trip time)
+      3   partial: some of several hosts answered, not all
       69  down: nobody consumes TOPIC.HOST (told at once), or the broker is unreachable
       75  stuck: the service consumes its queue but did not answer within --timeout
       77  the broker refused the credentials;  78  the config file is unreadable or invalid
-    With --all: 0 when the expected number answered, 3 when only some did, 69 when none did.
-    --quiet prints nothing for a verdict; errors that stop the probe from running at all
-    (broker, credentials, config, usage) are still reported on stderr.
+    With --all: 0 when the expected number answered, 3 when only some did, 69 when nobody
+    consumes the topic, 75 when consumers exist but none answered. --quiet prints nothing for
+    a verdict; errors that stop the probe from running at all (broker, credentials, config,
+    usage) are still reported on stderr.
 
     \b
     Examples:
       managerctl --config-file /etc/nova/nova.conf probe --topic compute
-      managerctl probe web01 --topic compute --exchange nova --timeout 5 --quiet
+      managerctl --config-file /etc/cinder/cinder.conf probe --topic cinder-volume
+      managerctl probe web01 web02 --topic compute --exchange nova --timeout 5 --quiet
+      managerctl probe --hosts-file computes.txt --topic compute --exchange nova
       managerctl probe web01 --topic conductor --method oslo_rpc_server_ping -f json
       managerctl probe --all --topic compute --exchange nova --expect 12
     """
-    from .. import probe as probing
+    from ..ops import probe as probing
+    from ..ops.clients import one_shot_client
+    from ..ops.fleet import read_hosts_file
 
     output = _output(kwargs, probe_all)
-    if probe_all and host:
-        raise click.UsageError("give a HOST or --all, not both")
+    named = list(hosts) + (read_hosts_file(hosts_file) if hosts_file else [])
+    if probe_all and named:
+        raise click.UsageError("give HOSTs or --all, not both")
     if expect is not None and not probe_all:
         raise click.UsageError("--expect goes with --all")
     settings = app_state().settings
-    client = _client(settings, timeout)
+    if method == AUTO:
+        method = probing.choose_method(topic, rpc_ping_enabled=bool(settings.rpc_ping_enabled))
+    client = one_shot_client(settings, timeout)
     with client:
         if probe_all:
             with waiting(f"probing every service of {topic}", enabled=not quiet):
@@ -175,17 +200,28 @@ def probe(
                 data = output.format in ("json", "yaml")
                 render_list(rows, probing.RECORD_FIELDS if data else TABLE_COLUMNS, output)
         else:
-            host = host or settings.host
-            with waiting(f"probing {topic}.{host}", enabled=not quiet):
-                result = probing.probe(
-                    client, topic, host, exchange=exchange, method=method, timeout=timeout
+            targets = named or default_hosts(settings, topic)
+            shown = targets[0] if len(targets) == 1 else f"{len(targets)} hosts"
+            with waiting(f"probing {topic}.{shown}", enabled=not quiet):
+                results = probing.probe_hosts(
+                    client,
+                    topic,
+                    targets,
+                    exchange=exchange,
+                    method=method,
+                    version=api_version,
+                    timeout=timeout,
                 )
-            error = result.error
+            error = probing.hosts_error(results, topic)
             if not quiet:
+                records = [result.record() for result in results]
                 if output.format in ("json", "yaml"):
-                    render_one(result.record(), output)
+                    if len(records) == 1:
+                        render_one(records[0], output)
+                    else:
+                        render_list(records, probing.RECORD_FIELDS, output)
                 else:
-                    render_list([result.record()], LINE_COLUMNS, output)
+                    render_list(records, LINE_COLUMNS, output)
     if error is not None:
         if quiet:
             ctx.exit(error.exit_code)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
-from ..errors import (
-    ManagerCtlError,
-    PartialResultError,
-    RemoteError,
-    UnavailableError,
-)
+from ..errors import ManagerCtlError, RemoteError
 from .arguments import merge_args
 from .common import app_state, output_from
 from .complete import (
@@ -30,39 +24,57 @@ ANY_HOST = "-"
 DEFAULT_GATHER_TIMEOUT = 5.0
 
 
-def _reply_host(reply: Any) -> str | None:
-    result = reply.result
-    return str(result["host"]) if isinstance(result, dict) and result.get("host") else None
-
-
 def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
     """Settings and a one-shot client (its reply queue goes away with the process)."""
-    from ..rpc.client import RPCClient
-    from ..rpc.transport import from_settings
+    from ..ops.clients import one_shot_client
 
     settings = app_state().settings
-    url, options = from_settings(settings)
-    client = RPCClient(
-        url,
-        options=options,
-        timeout=timeout or settings.rpc_response_timeout,
-        exclusive=True,
-    )
-    return settings, client
+    return settings, one_shot_client(settings, timeout)
 
 
-def _as_remote_error(exc: BaseException) -> BaseException:
-    """A remote failure re-raised as its own class, reported as exit 1 with its first line.
+def _as_remote_error(exc: BaseException, hint: str | None = None) -> BaseException:
+    """A remote failure as one readable line (exit 1), its traceback kept for --debug.
 
     Only what wire.deserialize_failure rebuilt (it sets ``remote_traceback``) came from the
     service; any other exception is local (a bug, or a lower-layer error nobody mapped) and is
     returned as it is, so it reads as an internal error (exit 70), never as the remote method
-    having raised (exit 1).
+    having raised (exit 1). The line comes from the failure's own message, not ``str(exc)``,
+    which for a KeyError is the repr of its first argument with the whole remote traceback
+    escaped into it.
     """
-    if isinstance(exc, ManagerCtlError) or not hasattr(exc, "remote_traceback"):
+    if isinstance(exc, RemoteError):
+        first = (exc.value or "").splitlines()
+        error = RemoteError(exc.exc_type, first[0] if first else "", exc.traceback)
+    elif isinstance(exc, ManagerCtlError) or not hasattr(exc, "remote_traceback"):
         return exc
-    first_line = (str(exc).splitlines() or [""])[0]
-    return RemoteError(type(exc).__name__, first_line, getattr(exc, "remote_traceback", None))
+    else:
+        message = getattr(exc, "remote_message", None)
+        if message is None:
+            message = (str(exc).splitlines() or [""])[0]
+        first = message.splitlines()
+        error = RemoteError(
+            type(exc).__name__, first[0] if first else "", getattr(exc, "remote_traceback", None)
+        )
+    error.hint = hint
+    return error
+
+
+def _version_hint(exc: BaseException, topic: str, asked: str | None) -> str | None:
+    """Say what to try when the dispatcher found no method or version for the request."""
+    kind = getattr(exc, "exc_type", None)
+    if kind not in ("NoSuchMethod", "UnsupportedVersion"):
+        return None
+    from ..families import default_version
+
+    known = default_version(topic)
+    if asked is None:
+        shown = known or "1.0"
+        extra = f" (topic {topic} speaks {known})" if known else ""
+        return (
+            f"it was asked at the default version {shown}{extra}; if the service serves the "
+            "method at another version or namespace, pass --version X.Y / --namespace"
+        )
+    return "check the method name, --version and --namespace (managerctl managers show NAME)"
 
 
 def _render_result(result: Any, output: OutputOptions) -> None:
@@ -161,10 +173,15 @@ def call(
       managerctl call - publish_service_capabilities --topic hostinfo --fanout
     """
     from ..context import get_admin_context
+    from ..families import default_version
 
     args = merge_args(arguments, args_json)
     output = OutputOptions(format=output_format, no_color=app_state().no_color)
     server = None if host == ANY_HOST else host
+    asked_version = api_version
+    if api_version is None and namespace is None:
+        # A known family's endpoints answer only their own major (cinder: 3.x).
+        api_version = default_version(topic)
     _, client = _settings_and_client(timeout)
     with client:
         if cast or fanout:
@@ -195,22 +212,35 @@ def call(
                     timeout=timeout,
                 )
         except Exception as exc:
-            raise _as_remote_error(exc) from None
+            raise _as_remote_error(exc, _version_hint(exc, topic, asked_version)) from None
     _render_result(result, output)
 
 
-PING_COLUMNS = ["host", "service", "arg", "rtt_ms", "outcome", "error"]
-
-
 @click.command("ping")
-@click.argument("host", required=False, shell_complete=complete_hosts)
+@click.argument("hosts", nargs=-1, metavar="[HOST]...", shell_complete=complete_hosts)
+@click.option(
+    "--hosts-file",
+    metavar="FILE",
+    help="Ping every host named in FILE (one per line, # comments; - for standard input).",
+)
 @_target_options
 @click.option("--all", "ping_all", is_flag=True, help="Ping every server of the topic.")
-@click.option("--expect", type=int, metavar="N", help="With --all: stop after N answers.")
-@click.option("--expect-hosts", metavar="H1,H2", help="With --all: the hosts that must answer.")
+@click.option(
+    "--expect",
+    type=int,
+    metavar="N",
+    help="With --all: how many must answer (default: as many as consume the topic).",
+)
+@click.option(
+    "--expect-hosts",
+    metavar="H1,H2",
+    help="With --all: the hosts that must answer, each pinged by name (works against oslo "
+    "services too, whose answers carry no host).",
+)
 @output_options
 def ping(
-    host: str | None,
+    hosts: tuple[str, ...],
+    hosts_file: str | None,
     topic: str,
     exchange: str | None,
     api_version: str | None,
@@ -221,92 +251,60 @@ def ping(
     expect_hosts: str | None,
     **kwargs: Any,
 ) -> None:
-    """Ping the service of TOPIC on HOST (or every one, --all) through the base RPC API.
+    """Ping the service of TOPIC on each HOST (or every one, --all) through the base RPC API.
 
-    Exit 0 when every expected host answered, 3 when only some did, 69 when none did.
+    Several HOSTs, or --hosts-file, are pinged at once over one connection, one row each.
+    rtt_ms is the time from the request's publication to its answer.
+
+    \b
+    Exit status:
+      0   every expected host answered
+      1   only failures came back
+      3   partial: some expected hosts answered, not all (the rows say which and why)
+      69  nobody consumes the target queues
+      75  consumers exist but no answer came in time
     """
     from ..context import get_admin_context
-    from ..manager import BASE_API_NAMESPACE, BASE_API_VERSION
+    from ..ops import ping as pinging
+    from ..ops.fleet import read_hosts_file
 
     output = output_from(kwargs)
-    if bool(host) == ping_all:
-        raise click.UsageError("give a HOST or --all")
-    wanted_hosts = [h for h in (expect_hosts or "").split(",") if h]
+    named = list(hosts) + (read_hosts_file(hosts_file) if hosts_file else [])
+    wanted = [h.strip() for h in (expect_hosts or "").split(",") if h.strip()]
+    if ping_all and named:
+        raise click.UsageError("give HOSTs or --all, not both")
+    if not ping_all and not named:
+        raise click.UsageError("give a HOST, --hosts-file or --all")
+    if (expect is not None or wanted) and not ping_all:
+        raise click.UsageError("--expect and --expect-hosts go with --all")
     _, client = _settings_and_client(timeout)
-    namespace = namespace or BASE_API_NAMESPACE
+    wait = timeout or (DEFAULT_GATHER_TIMEOUT if ping_all and not wanted else None)
+    wait = wait or client.timeout
     with client:
-        if not ping_all:
-            started = time.monotonic()
-            try:
-                with waiting(f"pinging {topic}.{host}"):
-                    result = client.call(
-                        get_admin_context(),
-                        "ping",
-                        topic=topic,
-                        server=host,
-                        args={"arg": None},
-                        version=api_version or BASE_API_VERSION,
-                        namespace=namespace,
-                        exchange=exchange,
-                        timeout=timeout,
-                    )
-            except Exception as exc:
-                raise _as_remote_error(exc) from None
-            rtt = (time.monotonic() - started) * 1000
-            row = {
-                "host": result.get("host", host) if isinstance(result, dict) else host,
-                "service": (result or {}).get("service") if isinstance(result, dict) else None,
-                "arg": result.get("arg") if isinstance(result, dict) else result,
-                "rtt_ms": round(rtt, 2),
-                "outcome": "ok",
-                "error": None,
-            }
-            render_list([row], PING_COLUMNS, output)
-            return
-        expected = len(wanted_hosts) if wanted_hosts else expect
-
-        def all_wanted_answered(replies: list[Any]) -> bool:
-            answered = {_reply_host(reply) for reply in replies}
-            return all(host in answered for host in wanted_hosts)
-
-        with waiting(f"gathering answers from every server of {topic}"):
-            replies = client.broadcast_call(
-                get_admin_context(),
-                "ping",
-                topic=topic,
-                args={"arg": None},
-                version=api_version or BASE_API_VERSION,
-                namespace=namespace,
-                timeout=timeout or DEFAULT_GATHER_TIMEOUT,
-                expect=None if wanted_hosts else expected,
-                stop_when=all_wanted_answered if wanted_hosts else None,
-            )
-    rows = []
-    for reply in replies:
-        result = reply.result if isinstance(reply.result, dict) else {}
-        rows.append(
-            {
-                "host": _reply_host(reply),
-                "service": result.get("service"),
-                "arg": result.get("arg"),
-                "rtt_ms": round(reply.elapsed * 1000, 2),
-                "outcome": "ok" if reply.failure is None else "failed",
-                "error": None if reply.failure is None else str(reply.failure).splitlines()[0],
-            }
-        )
-    missing = sorted(set(wanted_hosts) - {row["host"] for row in rows})
-    rows += [
-        {"host": host, "service": None, "arg": None, "rtt_ms": None, "outcome": "missing"}
-        for host in missing
-    ]
-    render_list(rows, PING_COLUMNS, output)
-    answered = len(rows) - len(missing)
-    if answered == 0:
-        raise UnavailableError(
-            f"no server of topic {topic} answered within the timeout",
-            hint="is the service running, and are --topic and --exchange right?",
-        )
-    if missing:
-        raise PartialResultError(f"{answered} servers answered; missing: {', '.join(missing)}")
-    if expected is not None and answered < expected:
-        raise PartialResultError(f"{answered} of {expected} expected servers answered")
+        targets = wanted or named
+        if targets:
+            with waiting(f"pinging {topic} on {len(targets)} host(s)"):
+                rows, error = pinging.ping_hosts(
+                    client,
+                    get_admin_context(),
+                    topic,
+                    targets,
+                    exchange=exchange,
+                    version=api_version,
+                    namespace=namespace,
+                    timeout=wait,
+                )
+        else:
+            with waiting(f"gathering answers from every server of {topic}"):
+                rows, error = pinging.ping_all(
+                    client,
+                    get_admin_context(),
+                    topic,
+                    version=api_version,
+                    namespace=namespace,
+                    timeout=wait,
+                    expect=expect,
+                )
+    render_list(rows, pinging.COLUMNS, output)
+    if error is not None:
+        raise error

@@ -24,6 +24,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from .. import families
 from ..errors import (
     BadInputError,
     CallTimeoutError,
@@ -94,6 +95,7 @@ class _Call:
         "value",
         "error",
         "replies",
+        "answered_at",
     )
 
     def __init__(
@@ -117,10 +119,13 @@ class _Call:
         self.value: Any = None
         self.error: BaseException | None = None
         self.replies: list[BroadcastReply] | None = None
+        self.answered_at: float | None = None
 
     def feed(self, message: Mapping[str, Any]) -> None:
         """Take one reply. As oslo's waiter: keep the last non-null result, stop on ending."""
         self.last_heard = time.monotonic()
+        if message.get("ending", False):
+            self.answered_at = self.last_heard
         failure = message.get("failure")
         if failure:
             self.error = wire.deserialize_failure(
@@ -210,6 +215,12 @@ class PendingCall:
     def done(self) -> bool:
         return self._call.done
 
+    @property
+    def rtt(self) -> float | None:
+        """Seconds from publishing the request to its final reply; None before it came."""
+        call = self._call
+        return None if call.answered_at is None else call.answered_at - call.started
+
     def result(self, timeout: float | None = None) -> Any:
         """The remote method's return value; raises what it raised, or CallTimeoutError.
 
@@ -252,6 +263,7 @@ class RPCClient:
         allowed_remote_exmods: Iterable[str] = (),
         check_consumers: bool = True,
         exclusive: bool = False,
+        infer_exchange: bool = False,
     ) -> None:
         self.url = transport.parse_transport_url(transport_url)
         self.options = self.url.apply_to(options or transport.RabbitOptions())
@@ -260,6 +272,9 @@ class RPCClient:
         self.allowed_remote_exmods = tuple(allowed_remote_exmods)
         self.check_consumers = check_consumers
         self.exclusive = exclusive
+        # No exchange configured anywhere: use the one the topic's family sets in its code
+        # (nova's services listen on "nova"), not oslo's default (families.py).
+        self.infer_exchange = infer_exchange
         self._lock = threading.RLock()
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None  # calls, fanout and replies
@@ -267,8 +282,7 @@ class RPCClient:
         self._check_channel: Any = None  # passive declares; a 404 closes it
         self._reply_q: str | None = None
         self._consuming = False
-        self._declared: set[str] = set()  # exchanges declared on the call channel
-        self._cast_declared: set[str] = set()  # ... and on the cast channel
+        self._exchanges_ok: set[str] = set()  # control exchanges known to exist
         self._consumers_ok: dict[str, float] = {}
         self._properties: dict[str | None, pika.BasicProperties] = {}
         self._calls: dict[str, _Call] = {}
@@ -319,21 +333,6 @@ class RPCClient:
         with self._lock, refusals.map_amqp_errors("connecting"):
             self._ready()
 
-    def queue_consumers(self, name: str) -> int | None:
-        """How many consumers queue ``name`` has, or None when it does not exist (a passive
-        declare on a throwaway channel: a 404 closes it)."""
-        with self._lock, refusals.map_amqp_errors(f"looking up queue {name!r}"):
-            self._ready()
-            channel = self._connection.channel()
-            try:
-                frame = channel.queue_declare(name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == refusals.NOT_FOUND:
-                    return None
-                raise
-            channel.close()
-            return int(frame.method.consumer_count)
-
     @property
     def reply_queue(self) -> str | None:
         """The name of this client's reply queue, once it has made a call."""
@@ -368,7 +367,6 @@ class RPCClient:
         channel = self._connection.channel()
         channel.add_on_return_callback(self._on_return)
         self._channel = channel
-        self._declared.clear()
         self._consuming = False
         if self._reply_q is not None:
             try:
@@ -427,27 +425,35 @@ class RPCClient:
             self._properties[expiration] = props
         return props
 
-    def _declare_exchange(self, exchange: str, *, for_cast: bool = False) -> None:
-        """Declare the control exchange before the first publish on a channel, as oslo does.
+    def exchange_for(self, topic: str, exchange: str | None = None) -> str:
+        """The control exchange a request to ``topic`` goes to."""
+        if exchange:
+            return exchange
+        if self.infer_exchange:
+            return families.default_exchange(topic)
+        return self.options.control_exchange
 
-        If it exists with other flags (durable, say) the broker answers 406 and closes the
-        channel; publishing to it works all the same, so reopen the channel and go on.
+    def _check_exchange(self, exchange: str, topic: str) -> None:
+        """Make sure the control exchange exists, without ever creating it.
+
+        oslo clients declare it before publishing; managerctl does not: servers declare it for
+        their bindings, so where it does not exist nobody can be listening, and a probe or a
+        call must not leave an exchange behind on a shared broker (nor meet a 406 because the
+        deployment declared it durable). A passive declare asks without creating.
         """
-        declared = self._cast_declared if for_cast else self._declared
-        if exchange in declared:
+        if exchange in self._exchanges_ok:
             return
-        channel = self._cast_channel if for_cast else self._channel
         try:
-            self.topology.declare_exchange(channel, self.topology.control_exchange(exchange))
+            self._passive_declare("exchange", exchange)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != refusals.PRECONDITION_FAILED:
+            if exc.reply_code != 404:
                 raise
-            LOG.debug("exchange %s exists with other flags; using it as is", exchange)
-            if for_cast:
-                self._open_cast_channel()
-            else:
-                self._open_channel()
-        (self._cast_declared if for_cast else self._declared).add(exchange)
+            raise NoConsumerError(
+                f"exchange {exchange!r} does not exist on this virtual host: no service of "
+                f"topic {topic!r} listens there",
+                hint=families.exchange_hint(topic, exchange),
+            ) from None
+        self._exchanges_ok.add(exchange)
 
     def _declare_fanout_exchange(self, topic: str) -> str:
         """``<topic>_fanout`` on the cast channel; one that exists with other flags is used as
@@ -466,36 +472,61 @@ class RPCClient:
         channel = self._connection.channel()
         channel.confirm_delivery()
         self._cast_channel = channel
-        self._cast_declared.clear()
 
     # -- consumer check (PROTOCOL.md §11) ----------------------------------------------------
 
-    def _check_consumer(self, queue: str, exchange: str, *, again: bool = True) -> None:
+    def _passive_declare(self, kind: str, name: str) -> Any:
+        """A passive queue or exchange declare on the check channel (a 404 closes it).
+
+        The connection may have died since the last use without anyone noticing (the broker
+        closed it, the idle probe had not run yet): reconnect once and ask again, as
+        ``_publish`` does, rather than fail the call with a raw connection error.
+        """
+        for attempt in (1, 2):
+            channel = self._check_channel
+            try:
+                if channel is None or not channel.is_open:
+                    channel = self._check_channel = self._connection.channel()
+                if kind == "queue":
+                    return channel.queue_declare(name, passive=True)
+                return channel.exchange_declare(name, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                self._check_channel = None
+                raise
+            except _CONNECTION_ERRORS as exc:
+                if attempt == 2 or refusals.is_refusal(exc):
+                    raise
+                LOG.info("connection to the broker lost before a check; reconnecting")
+                self._reset()
+                self._connect()
+        raise AssertionError("unreachable")
+
+    def queue_consumers(self, queue: str) -> int:
+        """How many consumers ``queue`` has (0 when it does not exist); nothing is declared."""
+        with self._lock, refusals.map_amqp_errors(f"looking up queue {queue!r}"):
+            self._ready()
+            try:
+                frame = self._passive_declare("queue", queue)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == refusals.NOT_FOUND:
+                    return 0
+                raise
+            self._last_io = time.monotonic()
+            return int(frame.method.consumer_count)
+
+    def _check_consumer(self, queue: str, exchange: str) -> None:
         now = time.monotonic()
         if self._consumers_ok.get(queue, 0.0) > now:
             return
-        channel = self._check_channel
         try:
-            if channel is None or not channel.is_open:
-                channel = self._check_channel = self._connection.channel()
-            frame = channel.queue_declare(queue, passive=True)
+            frame = self._passive_declare("queue", queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self._check_channel = None
             if exc.reply_code != 404:
                 raise
             raise NoConsumerError(
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it does not exist",
                 hint="is the service running, and are topic, host and control_exchange right?",
             ) from None
-        except _CONNECTION_ERRORS as exc:
-            # The connection died while idle (the probe before publishing is time-based).
-            if not again or refusals.is_refusal(exc):
-                raise
-            LOG.info("connection to the broker lost; reconnecting")
-            self._reset()
-            self._connect()
-            self._check_consumer(queue, exchange, again=False)
-            return
         if frame.method.consumer_count == 0:
             raise NoConsumerError(
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it has no consumer",
@@ -539,14 +570,24 @@ class RPCClient:
         if isinstance(call, _Broadcast):
             call.done = True  # nobody bound to the fanout exchange: nobody to hear from
             return
-        self._consumers_ok.pop(method.routing_key, None)
-        call.fail(
-            NoConsumerError(
+        consumed = self._consumers_ok.pop(method.routing_key, None) is not None
+        if consumed:
+            # The queue has consumers, yet the exchange has no binding for its name: the
+            # service listens on another control exchange.
+            topic = method.routing_key.split(".", 1)[0]
+            error = NoConsumerError(
+                f"queue {method.routing_key!r} has consumers, but exchange "
+                f"{method.exchange!r} does not route to it: the service listens on another "
+                "control exchange",
+                hint=families.exchange_hint(topic, method.exchange),
+            )
+        else:
+            error = NoConsumerError(
                 f"nobody consumes {method.routing_key!r} on exchange {method.exchange!r}: "
                 f"the broker returned the request ({method.reply_text})",
                 hint="is the service running, and are topic, host and control_exchange right?",
             )
-        )
+        call.fail(error)
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -616,8 +657,6 @@ class RPCClient:
             LOG.info("connection to the broker lost while publishing; reconnecting")
             self._reset()
             self._connect()
-            if not fanout:
-                self._declare_exchange(exchange)
             self._channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
 
     def _send_call(
@@ -636,14 +675,14 @@ class RPCClient:
         if not topic:
             raise BadInputError("a call needs a topic")
         timeout = self.timeout if timeout is None else float(timeout)
-        exchange = exchange or self.options.control_exchange
+        exchange = self.exchange_for(topic, exchange)
         routing_key = f"{topic}.{server}" if server else topic
         self._ready()
         if not self._consuming:
             self._start_replies()
         if self.check_consumers:
             self._check_consumer(routing_key, exchange)
-        self._declare_exchange(exchange)
+        self._check_exchange(exchange, topic)
         msg_id = uuid.uuid4().hex
         body = self.topology.encode(
             wire.encode_envelope(
@@ -829,11 +868,11 @@ class RPCClient:
                 self._cast_channel.basic_publish(name, "", body, props)
                 self._last_io = time.monotonic()
                 return
-            exchange = exchange or self.options.control_exchange
+            exchange = self.exchange_for(topic, exchange)
             routing_key = f"{topic}.{server}" if server else topic
             if server and self.check_consumers:
                 self._check_consumer(routing_key, exchange)
-            self._declare_exchange(exchange, for_cast=True)
+            self._check_exchange(exchange, topic)
             try:
                 self._cast_channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
             except pika.exceptions.UnroutableError:

@@ -451,4 +451,6 @@ def deserialize_failure(failure: str, allowed_remote_exmods: Iterable[str] = ())
     # Builtins refuse a class change; oslo then puts the remote traceback in args[0].
     exc.args = (remote_text,) + tuple(exc.args[1:])
     exc.remote_traceback = tb_text  # type: ignore[attr-defined]
+    # The message alone, for one-line reports: str() of a KeyError is its repr, traceback and all.
+    exc.remote_message = message  # type: ignore[attr-defined]
     return exc

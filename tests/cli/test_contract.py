@@ -223,7 +223,7 @@ def test_exit_3_partial(served) -> None:
     )
     assert result.returncode == 3, result.stderr
     rows = {row["host"]: row["outcome"] for row in json.loads(result.stdout)}
-    assert rows == {HOST: "ok", "ghost": "missing"}
+    assert rows == {HOST: "ok", "ghost": "down"}
     assert "ghost" in result.stderr
 
 

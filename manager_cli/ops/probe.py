@@ -17,30 +17,33 @@ renders them and turns the verdicts into exit codes. No click, no rich, and no p
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import (
+from .. import families
+from ..errors import (
     BadInputError,
     CallTimeoutError,
     ManagerCtlError,
     NoConsumerError,
     PartialResultError,
-    RemoteError,
-    UnavailableError,
 )
+from . import fleet, verdict
 
 ALIVE = "alive"
 DOWN = "down"
 STUCK = "stuck"
 
+AUTO = "auto"
 PING = "ping"
-OSLO_PING = "oslo_rpc_server_ping"
-METHODS = (PING, OSLO_PING)
+OSLO_PING = families.OSLO_PING
+# "quiet": a method oslo logs at DEBUG when it does not exist (families.QUIET_PROBE), at the
+# topic's own version: answered NoSuchMethod by any oslo service, no ERROR in its log.
+QUIET = "quiet"
+METHODS = (AUTO, PING, OSLO_PING, QUIET)
 
-# The nova-style base API (manager.BASE_API_NAMESPACE; not imported from there because that
-# module's imports would cost the probe's start-up some 50 ms).
+# The nova-style base API (names.py-style copy: the manager module's imports would cost the
+# probe's start-up some 50 ms).
 BASE_API_NAMESPACE = "baseapi"
 # Version 1.0 is the most compatible request: an endpoint at any 1.x accepts it, so nova's
 # BaseAPI (1.1), managerctl's (1.1) and an older or leaner 1.0 base API all return a real result,
@@ -54,6 +57,23 @@ PING_VERSION = "1.0"
 # (Kubernetes timeoutSeconds, NRPE's 10-20 s), and the request's AMQP expiration (the same value)
 # keeps probes of a stuck service from piling up in its queue.
 DEFAULT_TIMEOUT = 10.0
+
+
+def choose_method(topic: str, *, rpc_ping_enabled: bool = False) -> str:
+    """The probe that a service of ``topic`` answers without an ERROR in its log.
+
+    The base API ping where the family has it (nova, managerctl); oslo's ping where the
+    service runs with rpc_ping_enabled; else, for a family we know (cinder), the quiet probe at
+    the topic's version. A topic we know nothing of gets the base API ping.
+    """
+    family = families.family_of_topic(topic)
+    if family is not None and family.base_api:
+        return PING
+    if rpc_ping_enabled:
+        return OSLO_PING
+    if family is not None:
+        return QUIET
+    return PING
 
 
 @dataclass
@@ -107,7 +127,7 @@ class TopicProbe:
 
     @property
     def error(self) -> ManagerCtlError | None:
-        """None when every expected service answered; else what to report (exit 3 or 69)."""
+        """None when every expected service answered; else what to report (3, 69 or 75)."""
         answered = len(self.answers)
         if answered >= self.expected:
             return None
@@ -117,27 +137,42 @@ class TopicProbe:
                 hint="is the service running, and is --topic right?",
             )
         if answered == 0:
-            return UnavailableError(
+            # Consumers exist, so the services took the request and sat on it: stuck, as a
+            # single-host probe says (75), not down.
+            return CallTimeoutError(
                 f"none of the {self.consumers} consumers of topic {self.topic!r} answered "
-                f"{self.method} within {self.timeout:g}s",
-                hint="the services are stuck or overloaded; a retry may help",
+                f"{self.method} within {self.timeout:g}s: they are stuck",
+                hint="the services are busy or blocked; a retry may help",
             )
         return PartialResultError(
             f"{answered} of {self.expected} expected services of topic {self.topic!r} answered "
             f"{self.method} within {self.timeout:g}s ({self.consumers} consume its queue)",
-            hint="an oslo answer carries no host name: compare the list with your inventory",
+            hint="an oslo answer carries no host name: name the hosts to probe each one "
+            "(probe H1 H2 ... or --hosts-file) and see which",
         )
 
 
-def _request(method: str) -> dict[str, Any]:
-    """The arguments, namespace and version a probe sends for ``method``."""
+def _request(method: str, topic: str, version: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The method name to send for probe ``method``, with its args, namespace and version."""
     if method == PING:
         # nova's BaseAPI.ping(context, arg) requires ``arg``; it answers {service, arg}.
-        return {"args": {"arg": None}, "namespace": BASE_API_NAMESPACE, "version": PING_VERSION}
+        return PING, {
+            "args": {"arg": None},
+            "namespace": BASE_API_NAMESPACE,
+            "version": version or PING_VERSION,
+        }
     if method == OSLO_PING:
         # oslo's PingEndpoint has no target: namespace None, version 1.0 (the default).
-        return {"args": {}, "namespace": None, "version": None}
-    raise BadInputError(f"unknown probe method {method!r}", hint="use " + " or ".join(METHODS))
+        return OSLO_PING, {"args": {}, "namespace": None, "version": version}
+    if method == QUIET:
+        version = version or families.default_version(topic)
+        if version is None:
+            raise BadInputError(
+                f"the quiet probe needs the API version of topic {topic!r}",
+                hint="pass --version X.0 with the major version its services speak",
+            )
+        return families.QUIET_PROBE, {"args": {}, "namespace": None, "version": version}
+    raise BadInputError(f"unknown probe method {method!r}", hint="use " + ", ".join(METHODS))
 
 
 def _check_timeout(timeout: float) -> float:
@@ -147,90 +182,94 @@ def _check_timeout(timeout: float) -> float:
     return timeout
 
 
-def _is_remote_failure(exc: BaseException) -> bool:
-    """True for an exception the service raised and sent back (so the service answered)."""
-    # wire.deserialize_failure marks what it rebuilds (builtins, allowed_remote_exmods) with
-    # ``remote_traceback``, and turns everything else into RemoteError.
-    return isinstance(exc, RemoteError) or hasattr(exc, "remote_traceback")
-
-
-def _failure_fields(exc: BaseException) -> tuple[str, str | None]:
-    """(class name, first line of the message) of a remote failure."""
-    if isinstance(exc, RemoteError):
-        name, text = exc.exc_type or "RemoteError", exc.value or ""
-    else:
-        name, text = type(exc).__name__, str(exc)
-    lines = text.splitlines()
-    return name, (lines[0] if lines else None)
-
-
 def _service_of(result: Any) -> str | None:
     if isinstance(result, dict) and result.get("service") is not None:
         return str(result["service"])
     return None
 
 
-def probe(
+def probe_hosts(
     client: Any,
     topic: str,
-    host: str,
+    hosts: list[str],
     *,
     exchange: str | None = None,
     method: str = PING,
+    version: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     context: Any = None,
-) -> ProbeResult:
-    """Probe the service of ``topic`` on ``host`` through ``client`` (an ``RPCClient``).
+) -> list[ProbeResult]:
+    """Probe the service of ``topic`` on each of ``hosts`` at once, over ``client``'s connection.
 
-    Returns the verdict (alive, down or stuck) with the round-trip time of the answer.
-    Raises only when the probe itself cannot run: the broker is unreachable (exit 69) or
-    refuses the credentials (77), or the arguments are wrong (2).
+    One verdict per host (alive, down or stuck), in the order given, each with the round-trip
+    time of its answer. Raises only when the probe itself cannot run: the broker is
+    unreachable (exit 69) or refuses the credentials (77), or the arguments are wrong (2).
     """
-    from .context import get_admin_context
+    from ..context import get_admin_context
 
-    if not topic or not host:
+    if not topic or not hosts:
         raise BadInputError("a probe needs a topic and a host")
     timeout = _check_timeout(timeout)
-    request = _request(method)
-    exchange = exchange or client.options.control_exchange
-    queue = f"{topic}.{host}"
-    base = {"host": host, "topic": topic, "exchange": exchange, "method": method}
-    try:
-        # call_async returns once the request is published (after the consumer check), so the
-        # clock below times the service's answer, not our connection set-up.
-        pending = client.call_async(
-            context if context is not None else get_admin_context(),
-            method,
-            topic=topic,
-            server=host,
-            exchange=exchange,
-            timeout=timeout,
-            **request,
-        )
-        sent = time.monotonic()
-        result = pending.result()
-    except NoConsumerError as exc:
-        return ProbeResult(
-            verdict=DOWN, rtt_ms=None, answer=None, detail=exc.message, error=exc, **base
-        )
-    except CallTimeoutError:
-        error = CallTimeoutError(
-            f"the service on queue {queue!r} (exchange {exchange!r}) consumes requests but did "
-            f"not answer {method} within {timeout:g}s: it is stuck",
-            hint="its RPC worker threads may all be busy or blocked; a retry may help",
-        )
-        return ProbeResult(
-            verdict=STUCK, rtt_ms=None, answer=None, detail=error.message, error=error, **base
-        )
-    except Exception as exc:
-        if not _is_remote_failure(exc):
-            raise
-        rtt = (time.monotonic() - sent) * 1000
-        name, detail = _failure_fields(exc)
-        return ProbeResult(verdict=ALIVE, rtt_ms=round(rtt, 2), answer=name, detail=detail, **base)
-    rtt = (time.monotonic() - sent) * 1000
-    return ProbeResult(
-        verdict=ALIVE, rtt_ms=round(rtt, 2), answer="result", service=_service_of(result), **base
+    name, request = _request(method, topic, version)
+    exchange = client.exchange_for(topic, exchange)
+    answers = fleet.call_hosts(
+        client,
+        context if context is not None else get_admin_context(),
+        name,
+        topic=topic,
+        hosts=hosts,
+        request=request,
+        exchange=exchange,
+        timeout=timeout,
+    )
+    results = []
+    for answer in answers:
+        base = {"host": answer.host, "topic": topic, "exchange": exchange, "method": name}
+        if answer.state in (fleet.DOWN, fleet.STUCK):
+            error = answer.error
+            results.append(
+                ProbeResult(
+                    verdict=DOWN if answer.state == fleet.DOWN else STUCK,
+                    rtt_ms=None,
+                    answer=None,
+                    detail=error.message if error is not None else None,
+                    error=error,
+                    **base,
+                )
+            )
+        elif answer.state == fleet.FAILED:
+            assert answer.failure is not None
+            kind, detail = fleet.failure_fields(answer.failure)
+            results.append(
+                ProbeResult(verdict=ALIVE, rtt_ms=answer.rtt_ms, answer=kind, detail=detail, **base)
+            )
+        else:
+            results.append(
+                ProbeResult(
+                    verdict=ALIVE,
+                    rtt_ms=answer.rtt_ms,
+                    answer="result",
+                    service=_service_of(answer.result),
+                    **base,
+                )
+            )
+    return results
+
+
+def probe(client: Any, topic: str, host: str, **kwargs: Any) -> ProbeResult:
+    """Probe the service of ``topic`` on one ``host``; see ``probe_hosts``."""
+    if not host:
+        raise BadInputError("a probe needs a topic and a host")
+    return probe_hosts(client, topic, [host], **kwargs)[0]
+
+
+def hosts_error(results: list[ProbeResult], topic: str) -> ManagerCtlError | None:
+    """The verdict over several probed hosts: None (0), partial (3), down (69), stuck (75)."""
+    if len(results) == 1:
+        return results[0].error
+    states = {ALIVE: verdict.OK, DOWN: verdict.DOWN, STUCK: verdict.STUCK}
+    return verdict.decide(
+        [(result.host, states[result.verdict]) for result in results], what="the probe", topic=topic
     )
 
 
@@ -240,8 +279,7 @@ def topic_consumers(client: Any, topic: str) -> int:
     Every oslo.messaging RPC server (and every ``managerctl serve``) consumes ``<topic>`` once,
     so this counts the running servers of the topic; dead ones left queues, not consumers.
     """
-    consumers = client.queue_consumers(topic)
-    return 0 if consumers is None else consumers
+    return int(client.queue_consumers(topic))
 
 
 def probe_all(
@@ -259,14 +297,14 @@ def probe_all(
     ``expect`` answered, when every consumer answered (nobody else can), or at ``timeout``;
     with no consumer at all it returns at once, empty.
     """
-    from .context import get_admin_context
+    from ..context import get_admin_context
 
     if not topic:
         raise BadInputError("a probe needs a topic")
     if expect is not None and expect < 1:
         raise BadInputError("--expect must be at least 1")
     timeout = _check_timeout(timeout)
-    request = _request(method)
+    name, request = _request(method, topic)
     consumers = topic_consumers(client, topic)
     expected = consumers if expect is None else expect
     outcome = TopicProbe(topic, method, consumers, max(expected, 1), timeout, [])
@@ -274,7 +312,7 @@ def probe_all(
         return outcome
     replies = client.broadcast_call(
         context if context is not None else get_admin_context(),
-        method,
+        name,
         topic=topic,
         timeout=timeout,
         expect=min(expected, consumers),
@@ -285,7 +323,7 @@ def probe_all(
         host = result.get("host") if isinstance(result, dict) else None
         answer, detail = "result", None
         if reply.failure is not None:
-            answer, detail = _failure_fields(reply.failure)
+            answer, detail = fleet.failure_fields(reply.failure)
         outcome.answers.append(
             ProbeResult(
                 host=None if host is None else str(host),
@@ -294,7 +332,7 @@ def probe_all(
                 rtt_ms=round(reply.elapsed * 1000, 2),
                 answer=answer,
                 exchange=f"{topic}_fanout",
-                method=method,
+                method=name,
                 service=_service_of(result),
                 detail=detail,
             )

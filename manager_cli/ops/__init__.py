@@ -1,0 +1,6 @@
+"""What operators ask of running services, as library calls that return records.
+
+No click and no rendering here (that is ``cli/``), and no AMQP frames (that is ``rpc/``):
+``fleet`` calls many hosts of a topic over one connection, ``verdict`` turns what came back
+into one decision and its exit code, ``probe`` and ``ping`` build on both.
+"""

@@ -1,0 +1,22 @@
+"""The one-shot RPC client of a command, built from the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def one_shot_client(settings: Any, timeout: float | None = None) -> Any:
+    """An ``RPCClient`` for one command: its reply queue is exclusive, so it goes away with
+    the process, and with no control_exchange set anywhere the topic's family picks it
+    (nova's services listen on ``nova``, which nova sets in its code, not in nova.conf)."""
+    from ..rpc.client import RPCClient
+    from ..rpc.transport import from_settings
+
+    url, options = from_settings(settings)
+    return RPCClient(
+        url,
+        options=options,
+        timeout=timeout or settings.rpc_response_timeout,
+        exclusive=True,
+        infer_exchange=settings.explicit("control_exchange") is None,
+    )
