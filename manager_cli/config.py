@@ -154,10 +154,42 @@ OPTIONS: tuple[OptionSpec, ...] = (
         sample_default="$XDG_STATE_HOME/managerctl/capabilities.sqlite",
     ),
     OptionSpec(
+        "scheduler_topic",
+        "str",
+        "scheduler",
+        "The scheduler topic of a SchedulerDependentManager family: capabilities are fanout-cast "
+        "to <scheduler_topic>_fanout, and the collector joins that fanout through a queue of its "
+        "own (never the topic's shared queue). The seed's is scheduler; cinder's is "
+        "cinder-scheduler (the name and meaning of cinder's own [DEFAULT] scheduler_topic).",
+    ),
+    OptionSpec(
         "collector_topics",
         "list",
-        ["hostinfo"],
-        "Topics the collector asks to publish at start-up, besides those of known services.",
+        None,
+        "Publishers asked to publish at collector start-up and by capabilities publish, as "
+        "TOPIC or TOPIC:VERSION (the version publish_service_capabilities is cast at), besides "
+        "the managerctl services that reported a heartbeat. Default: the known publishers of "
+        "scheduler_topic's family (scheduler: hostinfo:1.0; cinder-scheduler: cinder-volume:3.0).",
+        sample_default="<the publishers of scheduler_topic's family>",
+    ),
+    OptionSpec(
+        "capabilities_history_keep",
+        "int",
+        240,
+        "Changes of history the store keeps per (service, host); 0 keeps every one.",
+    ),
+    OptionSpec(
+        "capabilities_history_max_age",
+        "float",
+        86400.0,
+        "History older than this (seconds) is dropped by the collector; 0 keeps it forever.",
+    ),
+    OptionSpec(
+        "services_prune_after",
+        "float",
+        0.0,
+        "The collector forgets a service whose last heartbeat is older than this (seconds), as "
+        "nova service-delete would; 0 never (services prune does it by hand).",
     ),
     OptionSpec(
         "capabilities_stale_after",

@@ -22,7 +22,13 @@ from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
 
 LOG = logging.getLogger(__name__)
 
+# The seed's scheduler topic: where a SchedulerDependentManager publishes unless the
+# ``scheduler_topic`` option says otherwise (cinder's family uses ``cinder-scheduler``).
 SCHEDULER_TOPIC = "scheduler"
+# managerctl's own topic: the collector's RPC (heartbeats, its control endpoint) travels here, so
+# that nothing of managerctl's bookkeeping reaches a real scheduler (a topic managerctl does not
+# own). The one place this name is written.
+MANAGERCTL_TOPIC = "managerctl"
 BASE_API_NAMESPACE = "baseapi"
 BASE_API_VERSION = "1.1"
 
@@ -149,6 +155,11 @@ class SchedulerDependentManager(Manager):
         self.last_capabilities: list[Any] | None = None
         self.publisher = publisher
 
+    @property
+    def scheduler_topic(self) -> str:
+        """The topic whose fanout the capabilities go to: the ``scheduler_topic`` option."""
+        return str(getattr(self.settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
+
     def update_service_capabilities(self, capabilities: Any) -> None:
         """Remember these capabilities for the next publication; a single value is wrapped."""
         if not isinstance(capabilities, list):
@@ -169,7 +180,7 @@ class SchedulerDependentManager(Manager):
             return
         self.publisher.fanout_cast(
             context,
-            SCHEDULER_TOPIC,
+            self.scheduler_topic,
             "update_service_capabilities",
             {
                 "service_name": self.service_name,
@@ -186,7 +197,7 @@ FRAMEWORK_METHODS: frozenset[str] = frozenset(
     for cls in (PeriodicTasks, Manager, SchedulerDependentManager)
     for name in vars(cls)
     if not name.startswith("_") and name != "publish_service_capabilities"
-) | frozenset({"settings", "publisher", "db"})
+) | frozenset({"settings", "publisher", "db", "scheduler_topic"})
 
 
 def hidden_methods(cls: type) -> frozenset[str]:

@@ -1,6 +1,6 @@
 """Run a manager as a service: start order, RPC consumers, periodic timer, heartbeat, stop.
 
-Start order (SEED.md): ``init_host`` -> service record (announced to the scheduler) ->
+Start order (SEED.md): ``init_host`` -> service record (announced to the collector) ->
 ``pre_start_hook`` -> consumers on TOPIC, TOPIC.HOST and the TOPIC fanout -> ``post_start_hook``
 -> the periodic-task timer and the state-report (heartbeat) timer. Stop: stop consuming, let
 in-flight calls finish within a graceful timeout, then return.
@@ -10,6 +10,14 @@ across the hosts of the URL). The periodic timer never needs the broker, so task
 What the service itself sends (state reports, capabilities) goes through a :class:`BrokerPublisher`
 that never raises: a failed send is one log line, and the next interval tries again on a new
 connection.
+
+State reports (heartbeats) go to managerctl's own topic (``MANAGERCTL_TOPIC``), where the
+collector listens, never to a scheduler topic: a real scheduler (nova's, cinder's) shares that
+topic's fanout and would log every report it cannot dispatch as an error.
+
+A manager may also listen to other topics' fanouts (the collector joins the scheduler's):
+``fanout_listeners()`` returns (topic, dispatcher) pairs, each served by a server that consumes a
+fanout queue of its own and nothing else.
 """
 
 from __future__ import annotations
@@ -26,13 +34,14 @@ from typing import Any
 from . import __version__
 from .context import get_admin_context
 from .errors import ManagerCtlError, TaskFailedError, UnavailableError
-from .manager import SCHEDULER_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
+from .manager import MANAGERCTL_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
 from .rpc.dispatcher import Target
 
 __all__ = [
     "CONTROL_API_VERSION",
     "CONTROL_NAMESPACE",
     "REPORT_METHOD",
+    "REPORT_TOPIC",
     "BrokerPublisher",
     "ControlEndpoint",
     "Service",
@@ -43,8 +52,10 @@ LOG = logging.getLogger(__name__)
 
 CONTROL_NAMESPACE = "managerctl"
 CONTROL_API_VERSION = "1.0"
-# The fanout cast a service sends every report_interval; the collector stores what it carries.
+# The fanout cast a service sends every report_interval to REPORT_TOPIC; the collector stores
+# what it carries.
 REPORT_METHOD = "report_service_state"
+REPORT_TOPIC = MANAGERCTL_TOPIC
 # Shortest sleep of the periodic timer, so a task with a tiny spacing cannot spin a core.
 MIN_PERIODIC_SLEEP = 0.1
 # How often a service whose reports were turned off by a reload looks at the option again.
@@ -66,6 +77,11 @@ class ServiceRecord:
     status: str = "starting"  # starting, running, stopping, stopped
     updated_at: float | None = None
     report_count: int = 0
+    # What a collector needs to ask this service to publish, without guessing: whether it
+    # publishes capabilities at all, to which scheduler topic, and the RPC API it speaks.
+    rpc_api_version: str | None = None
+    publishes_capabilities: bool = False
+    scheduler_topic: str | None = None
     hooks: list[dict[str, Any]] = field(default_factory=list)
 
     def state_report(self) -> dict[str, Any]:
@@ -238,6 +254,7 @@ class Service:
         self._server_factory = server_factory or _default_server_factory(settings)
         self._randint = randint
         self._server: Any = None
+        self._listeners: list[Any] = []
         self._stopping = threading.Event()
         self._wakers: list[threading.Event] = []
         self._threads: list[threading.Thread] = []
@@ -260,6 +277,7 @@ class Service:
             manager.host,
         )
         self._hook("init_host")
+        publishes = isinstance(manager, SchedulerDependentManager)
         self.record = ServiceRecord(
             service=manager.service_name,
             host=manager.host,
@@ -267,6 +285,9 @@ class Service:
             version=__version__,
             started=time.time(),
             pid=os.getpid(),
+            rpc_api_version=str(manager.RPC_API_VERSION),
+            publishes_capabilities=publishes,
+            scheduler_topic=manager.scheduler_topic if publishes else None,
             hooks=[asdict(run) for run in self.hook_runs],
         )
         LOG.info("service record of %s on %s created", manager.service_name, manager.host)
@@ -283,10 +304,10 @@ class Service:
         self._server = server
         LOG.info("consuming %s", ", ".join(getattr(server, "queues", None) or [self.topic]))
         try:
+            self._start_listeners()
             self._hook("post_start_hook")
-        except TaskFailedError:
-            self._server = None
-            server.stop(graceful_timeout=self.graceful_timeout)
+        except BaseException:
+            self._stop_servers()
             raise
         self.record.status = "running"
         if self.settings.periodic_enable:
@@ -297,6 +318,24 @@ class Service:
         self._spawn(self._report_loop, "state-report")
         if not self._reports_enabled():
             LOG.info("state reports are disabled (report_interval is 0)")
+
+    def _start_listeners(self) -> None:
+        listeners = getattr(self.manager, "fanout_listeners", None)
+        for topic, dispatcher in listeners() if listeners is not None else ():
+            listener = self._server_factory(
+                topic=topic, server=self.manager.host, dispatcher=dispatcher, fanout_only=True
+            )
+            listener.start()
+            self._listeners.append(listener)
+            queues = getattr(listener, "queues", None) or [f"{topic}_fanout"]
+            LOG.info("listening to %s (a queue of its own: %s)", topic, ", ".join(queues))
+
+    def _stop_servers(self) -> None:
+        servers = [*self._listeners, self._server]
+        self._listeners, self._server = [], None
+        for server in servers:
+            if server is not None:
+                server.stop(graceful_timeout=self.graceful_timeout)
 
     def _hook(self, hook: str) -> None:
         run = run_hook(self.manager, hook)
@@ -366,14 +405,14 @@ class Service:
         return float(self.settings.report_interval or 0) > 0
 
     def report_state(self) -> bool:
-        """Send one state report (heartbeat) to the scheduler; False (logged) if it failed."""
+        """Send one state report (heartbeat) to managerctl's topic; False (logged) if it failed."""
         record = self.record
         if record is None:
             return False
         record.updated_at = time.time()
         record.report_count += 1
         return self.publisher.fanout_cast(
-            get_admin_context(), SCHEDULER_TOPIC, REPORT_METHOD, {"service": record.state_report()}
+            get_admin_context(), REPORT_TOPIC, REPORT_METHOD, {"service": record.state_report()}
         )
 
     # -- stop ------------------------------------------------------------------------------------
@@ -393,8 +432,12 @@ class Service:
         so that a supervisor can restart it.
         """
         while not self._stopping.wait(0.5):
-            server_stopped = getattr(self._server, "wait", None)
-            if server_stopped is not None and server_stopped(0) and not self._stopping.is_set():
+            stopped = [
+                server
+                for server in [self._server, *self._listeners]
+                if getattr(server, "wait", None) is not None and server.wait(0)
+            ]
+            if stopped and not self._stopping.is_set():
                 LOG.error("the RPC server stopped on its own; stopping the service")
                 raise UnavailableError(
                     f"the RPC server of {self.manager.service_name} on topic {self.topic} "
@@ -410,16 +453,24 @@ class Service:
         self.request_stop()
         if self.record is not None:
             self.record.status = "stopping"
-        if self._server is not None:
+        if self._server is not None or self._listeners:
             LOG.info(
                 "stopping consumers; in-flight calls have %gs to finish", self.graceful_timeout
             )
-            self._server.stop(graceful_timeout=self.graceful_timeout)
+            self._stop_servers()
         deadline = time.monotonic() + self.graceful_timeout
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 LOG.warning("%s is still running a task; leaving it behind", thread.name)
+        cleanup = getattr(self.manager, "cleanup_host", None)
+        if cleanup is not None:
+            # What the manager still holds (the collector's queued writes), as nova's
+            # cleanup_host: after the consumers stopped, before the process ends.
+            try:
+                cleanup()
+            except Exception:
+                LOG.exception("cleanup_host failed")
         if self.record is not None:
             # A last report, so the collector can show the service down at once instead of
             # after service_down_time.

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..errors import UnknownNameError
+from ..errors import BadInputError, UnknownNameError
 
 FORMATS = ("table", "json", "yaml", "csv", "value")
 
@@ -29,6 +29,21 @@ RICH_MAX_CELLS = 20_000
 # Above this many records JSON is written one record per line: Python's pretty printer cannot
 # use the C encoder, and that costs more than the rest of a 10,000-host view.
 PRETTY_JSON_MAX_RECORDS = 1_000
+
+# Columns that say which row this is, and how it is: never wrapped, never left out to fit.
+IDENTITY_COLUMNS = frozenset(
+    {"service", "host", "name", "task", "hook", "topic", "state", "verdict", "age_s", "group"}
+)
+# Other columns are cut (with an ellipsis) past this width; -f json/csv and --wide keep all.
+MAX_CELL_WIDTH = 40
+# Rich's default table box: a border and one space each side per column, one border more.
+RICH_COLUMN_PADDING = 3
+# Seconds shown as durations in tables (ms below one second): the time a run took.
+DURATION_COLUMNS = frozenset({"duration"})
+# Seconds shown as a relative age or delay ("12s", "3m"): how long ago, how long until.
+AGE_COLUMNS = frozenset({"age_s", "next_due_in"})
+# Row states drawn dim, so the rows to worry about stand out.
+DIM_STATES = frozenset({"stale", "down", "stopped"})
 
 # Colours for values that name a state, so a person sees trouble at a glance.
 STATE_STYLES = {
@@ -56,6 +71,9 @@ class OutputOptions:
     sort_column: tuple[str, ...] = ()
     sort_descending: bool = False
     no_color: bool = False
+    wide: bool = False
+    # The terminal's width when it must not be asked (tests); None: as the terminal says.
+    width: int | None = None
     stream: Any = field(default=None)
 
     @property
@@ -104,6 +122,12 @@ def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Sort in descending order.",
         ),
+        click.option(
+            "--wide",
+            "output_wide",
+            is_flag=True,
+            help="Table: show every column and whole values, even wider than the terminal.",
+        ),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -117,6 +141,7 @@ def options_from_kwargs(kwargs: dict[str, Any], no_color: bool = False) -> Outpu
         columns=tuple(kwargs.pop("output_columns", ()) or ()),
         sort_column=tuple(kwargs.pop("output_sort_column", ()) or ()),
         sort_descending=bool(kwargs.pop("output_sort_descending", False)),
+        wide=bool(kwargs.pop("output_wide", False)),
         no_color=no_color,
     )
 
@@ -134,6 +159,23 @@ def _check_columns(wanted: Iterable[str], available: Sequence[str], what: str) -
             )
 
 
+def check_column_names(opts: OutputOptions) -> None:
+    """What can be checked of -c and --sort-column before any data exists (a command that
+    waits for its data calls this first, so a typo never costs the wait)."""
+    for flag, names in (("-c", opts.columns), ("--sort-column", opts.sort_column)):
+        for name in names:
+            if (
+                not name.strip()
+                or name != name.strip()
+                or name.startswith(".")
+                or name.endswith(".")
+            ):
+                raise BadInputError(
+                    f"bad column name {name!r} for {flag}",
+                    hint="give a column as shown, e.g. host or pools.total_capacity_gb",
+                )
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     # None last, numbers before strings, so a mixed column still sorts without an error.
     if value is None:
@@ -146,16 +188,31 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def shape_records(
-    records: Sequence[Mapping[str, Any]], default_columns: Sequence[str], opts: OutputOptions
+    records: Sequence[Mapping[str, Any]],
+    default_columns: Sequence[str],
+    opts: OutputOptions,
+    *,
+    open_columns: bool = False,
 ) -> tuple[list[str], list[Mapping[str, Any]]]:
-    """Apply -c and --sort-column; return (columns, rows)."""
+    """Apply -c and --sort-column; return (columns, rows).
+
+    ``open_columns``: the columns are keys the data may or may not carry (capabilities heard
+    live): one that no record has is shown empty, with a note on stderr, instead of an error.
+    """
     available = list(default_columns)
+    seen = set(available)
     for record in records:
         for key in record:
-            if key not in available:
+            if key not in seen:
+                seen.add(key)
                 available.append(key)
-    _check_columns(opts.columns, available, "column")
-    _check_columns(opts.sort_column, available, "sort column")
+    if open_columns:
+        absent = [c for c in dict.fromkeys(opts.columns + opts.sort_column) if c not in seen]
+        if absent:
+            message(f"note: no record has {', '.join(absent)} (shown empty)")
+    else:
+        _check_columns(opts.columns, available, "column")
+        _check_columns(opts.sort_column, available, "sort column")
     columns = list(opts.columns) or list(default_columns) or available
     rows = list(records)
     if opts.sort_column:
@@ -177,6 +234,115 @@ def text_value(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, separators=(",", ":"), default=str, sort_keys=True)
     return str(value)
+
+
+def precise_duration(seconds: float) -> str:
+    """How long something took: ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def relative_age(seconds: float) -> str:
+    """An age at a glance: ``12s``, ``3m``, ``2h``, ``4d`` (negative: ``-12s``)."""
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{sign}{int(seconds // size)}{unit}"
+    return f"{sign}{int(seconds)}s"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def cell_text(column: str, value: Any) -> str:
+    """A cell as a person reads it in a table: durations and ages humanised, else text_value."""
+    if _is_number(value):
+        if column in DURATION_COLUMNS:
+            return precise_duration(float(value))
+        if column in AGE_COLUMNS:
+            return relative_age(float(value))
+    return text_value(value)
+
+
+def header_text(column: str) -> str:
+    """``age_s`` reads ``age`` once its value reads ``12s``."""
+    return column[:-2] if column in AGE_COLUMNS and column.endswith("_s") else column
+
+
+@dataclass
+class TableLayout:
+    """What a table shows at a width: the columns kept, their widths and alignment, the rest."""
+
+    columns: list[str]
+    headers: list[str]
+    widths: list[int]
+    right: list[bool]
+    cells: list[list[str]]
+    omitted: list[str]
+
+
+def layout_table(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    width: int | None,
+    *,
+    wide: bool = False,
+    identity: Iterable[str] = IDENTITY_COLUMNS,
+) -> TableLayout:
+    """Fit a table to ``width`` (None: no limit) without squeezing: identity columns keep their
+    whole width, other columns are cut at MAX_CELL_WIDTH, and the columns that still do not fit
+    are left out (last first), to be named in a note. ``wide``: everything, whole."""
+    keep_whole = set(identity)
+    cells = [[cell_text(col, row.get(col)) for col in columns] for row in rows]
+    headers = [header_text(col) for col in columns]
+    widths = [len(h) for h in headers]
+    for line in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, line, strict=True)]
+    if not wide:
+        widths = [
+            w if col in keep_whole else max(len(h), min(w, MAX_CELL_WIDTH))
+            for col, h, w in zip(columns, headers, widths, strict=True)
+        ]
+    right = [
+        any(_is_number(row.get(col)) for row in rows)
+        and all(row.get(col) is None or _is_number(row.get(col)) for row in rows)
+        for col in columns
+    ]
+    kept = list(range(len(columns)))
+    if width is not None and not wide:
+
+        def total(indexes: list[int]) -> int:
+            return sum(widths[i] for i in indexes) + RICH_COLUMN_PADDING * len(indexes) + 1
+
+        # Leave out the last other columns first; identity columns stay whatever it takes.
+        for index in reversed(range(len(columns))):
+            if total(kept) <= width:
+                break
+            if columns[index] not in keep_whole:
+                kept.remove(index)
+    return TableLayout(
+        columns=[columns[i] for i in kept],
+        headers=[headers[i] for i in kept],
+        widths=[widths[i] for i in kept],
+        right=[right[i] for i in kept],
+        cells=[[line[i] for i in kept] for line in cells],
+        omitted=[columns[i] for i in range(len(columns)) if i not in kept],
+    )
+
+
+def _omitted_note(omitted: Sequence[str]) -> str:
+    shown = ", ".join(omitted[:8]) + (f" and {len(omitted) - 8} more" if len(omitted) > 8 else "")
+    return f"{len(omitted)} column(s) left out to fit: {shown} (--wide for all, -c to choose)"
 
 
 def _json_default(value: Any) -> Any:
@@ -224,20 +390,88 @@ def _write_plain_table(
     opts: OutputOptions,
     title: str | None = None,
 ) -> None:
-    cells = [[text_value(row.get(col)) for col in columns] for row in rows]
-    widths = [len(col) for col in columns]
-    for line in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, line, strict=True)]
+    # Piped, a table keeps every column (grep and awk read it); on a terminal it fits.
+    width = _terminal_width(opts) if opts.is_tty() else None
+    layout = layout_table(columns, rows, width, wide=opts.wide or width is None)
     out = opts.out
+
+    def line(texts: Sequence[str]) -> str:
+        parts = [
+            text.rjust(w) if right else text.ljust(w)
+            for text, w, right in zip(texts, layout.widths, layout.right, strict=True)
+        ]
+        return "  ".join(parts).rstrip() + "\n"
+
     if title:
         out.write(f"# {title}\n")
-    out.write(
-        "  ".join(col.ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip() + "\n"
-    )
-    for line in cells:
-        out.write(
-            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
+    out.write(line([h.ljust(w) for h, w in zip(layout.headers, layout.widths, strict=True)]))
+    for cells in layout.cells:
+        out.write(line(cells))
+    if layout.omitted:
+        message(_omitted_note(layout.omitted))
+
+
+def _terminal_width(opts: OutputOptions) -> int:
+    if opts.width is not None:
+        return opts.width
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def rich_table(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    width: int | None,
+    color: bool,
+    wide: bool = False,
+    title: str | None = None,
+    changed: Iterable[tuple[int, str]] = (),
+) -> tuple[Any, list[str]]:
+    """A Rich table that reads at ``width``, and the columns left out to fit it.
+
+    ``changed``: (row index, column) cells to highlight (what a --watch refresh changed).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    layout = layout_table(columns, rows, width, wide=wide)
+    marked = set(changed)
+    table = Table(title=title, header_style="bold" if color else None, expand=False)
+    for header, w, right in zip(layout.headers, layout.widths, layout.right, strict=True):
+        table.add_column(
+            header,
+            justify="right" if right else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=w,
+            max_width=None if wide else max(w, len(header)),
         )
+    for index, (row, cells) in enumerate(zip(rows, layout.cells, strict=True)):
+        state = str(row.get("state") or "").lower()
+        rendered = []
+        for column, text in zip(layout.columns, cells, strict=True):
+            style = STATE_STYLES.get(text.lower(), "") if color else ""
+            if color and (index, column) in marked:
+                style = f"{style} reverse".strip()
+            rendered.append(Text(text, style=style))
+        table.add_row(*rendered, style="dim" if color and state in DIM_STATES else None)
+    return table, layout.omitted
+
+
+def _console(opts: OutputOptions, width: int | None = None) -> Any:
+    from rich.console import Console
+
+    color = opts.use_color()
+    # no_color alone would still emit bold and italic (the title); without colour, no escapes.
+    return Console(
+        file=opts.out,
+        color_system="auto" if color else None,
+        no_color=not color,
+        highlight=False,
+        width=width,
+    )
 
 
 def _write_rich_table(
@@ -246,26 +480,24 @@ def _write_rich_table(
     opts: OutputOptions,
     title: str | None,
 ) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    color = opts.use_color()
-    # no_color alone would still emit bold and italic (the title); without colour, no escapes.
-    console = Console(
-        file=opts.out, color_system="auto" if color else None, no_color=not color, highlight=False
+    width = _terminal_width(opts)
+    table, omitted = rich_table(
+        columns, rows, width=width, color=opts.use_color(), wide=opts.wide, title=title
     )
-    table = Table(title=title, header_style="bold" if color else None, expand=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        rendered = []
-        for column in columns:
-            text = text_value(row.get(column))
-            style = STATE_STYLES.get(text.lower()) if color else None
-            rendered.append(Text(text, style=style or ""))
-        table.add_row(*rendered)
+    # --wide: as wide as the table is, past the terminal's edge (as ps --wide does).
+    console = _console(opts, width=None if not opts.wide else max(width, _measure(table)))
+    if not opts.wide:
+        console.width = width
     console.print(table)
+    if omitted:
+        message(_omitted_note(omitted))
+
+
+def _measure(table: Any) -> int:
+    from rich.console import Console
+
+    probe = Console(width=100_000, file=io.StringIO())
+    return probe.measure(table).maximum
 
 
 def render_list(
@@ -273,9 +505,11 @@ def render_list(
     default_columns: Sequence[str],
     opts: OutputOptions,
     title: str | None = None,
+    *,
+    open_columns: bool = False,
 ) -> None:
-    """Render a list of records in the chosen format."""
-    columns, rows = shape_records(records, default_columns, opts)
+    """Render a list of records in the chosen format (``open_columns``: see shape_records)."""
+    columns, rows = shape_records(records, default_columns, opts, open_columns=open_columns)
     if opts.format == "json":
         _write_json([{col: row.get(col) for col in columns} for row in rows], opts)
     elif opts.format == "yaml":
@@ -308,6 +542,199 @@ def render_one(record: Mapping[str, Any], opts: OutputOptions, title: str | None
     rows = [{"field": key, "value": record.get(key)} for key in columns]
     plain = OutputOptions(format="table", no_color=opts.no_color, stream=opts.stream)
     render_list(rows, ["field", "value"], plain, title=title)
+
+
+def card_sections(
+    fields: Mapping[str, Any],
+) -> tuple[list[tuple[str, list[tuple[str, Any]]]], list[tuple[str, list[Mapping[str, Any]]]]]:
+    """A record's dotted keys grouped by prefix (plain keys first), and its list-of-dict values
+    as sub-tables: ``([(group, [(key, value)])], [(key, rows)])``."""
+    groups: dict[str, list[tuple[str, Any]]] = {"": []}
+    tables: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for key, value in fields.items():
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            tables.append((key, value))
+            continue
+        group, dot, rest = key.partition(".")
+        if dot:
+            groups.setdefault(group, []).append((rest, value))
+        else:
+            groups[""].append((key, value))
+    return [(name, items) for name, items in groups.items() if items], tables
+
+
+def render_card(heading: str, fields: Mapping[str, Any], opts: OutputOptions) -> None:
+    """One record as a card: a heading, key / value grouped by dotted prefix, and list-of-dict
+    values (cinder's pools) as sub-tables. Rich on a terminal, plain text when piped."""
+    groups, tables = card_sections(fields)
+    if opts.is_tty():
+        from rich.table import Table
+
+        console = _console(opts)
+        console.width = _terminal_width(opts)
+        color = opts.use_color()
+        console.print(heading, style="bold" if color else None)
+        card = Table(show_header=False, box=None, pad_edge=False, expand=False)
+        card.add_column("key", no_wrap=True, style="bold" if color else None)
+        card.add_column("value", overflow="fold")
+        for name, items in groups:
+            if name:
+                card.add_row(f"{name}:", "")
+            for key, value in items:
+                text = cell_text(key, value)
+                style = STATE_STYLES.get(text.lower(), "") if color else ""
+                card.add_row(f"  {key}" if name else key, text, style=style or None)
+        console.print(card)
+        for key, rows in tables:
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            table, omitted = rich_table(
+                columns, rows, width=console.width, color=color, wide=opts.wide, title=key
+            )
+            console.print(table)
+            if omitted:
+                message(_omitted_note(omitted))
+        return
+    out = opts.out
+    out.write(heading + "\n")
+    width = max([len(k) + (2 if g else 0) for g, items in groups for k, _ in items] or [0])
+    for name, items in groups:
+        if name:
+            out.write(f"{name}:\n")
+        for key, value in items:
+            label = f"  {key}" if name else key
+            out.write(f"{label.ljust(width)}  {cell_text(key, value)}".rstrip() + "\n")
+    for key, rows in tables:
+        out.write("\n")
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        _write_plain_table(columns, rows, opts, title=key)
+
+
+def changed_cells(
+    before: Sequence[Mapping[str, Any]],
+    after: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    key: Sequence[str],
+) -> set[tuple[int, str]]:
+    """(row index in ``after``, column) of every cell that differs from the same row (by
+    ``key`` columns) in ``before``; every cell of a new row."""
+    old = {tuple(row.get(k) for k in key): row for row in before}
+    marked: set[tuple[int, str]] = set()
+    for index, row in enumerate(after):
+        previous = old.get(tuple(row.get(k) for k in key))
+        for column in columns:
+            # Ages move every second by design: a change of age is no news.
+            if column in AGE_COLUMNS and previous is not None:
+                continue
+            if previous is None or previous.get(column) != row.get(column):
+                marked.add((index, column))
+    return marked
+
+
+def watch(
+    produce: Callable[[], tuple[list[Mapping[str, Any]], list[str]]],
+    interval: float,
+    opts: OutputOptions,
+    *,
+    key: Sequence[str] = ("service", "host"),
+    title: Callable[[], str] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    count: int | None = None,
+) -> None:
+    """Refresh a view every ``interval`` seconds until Ctrl-C (KeyboardInterrupt, exit 130).
+
+    On a terminal: one Rich Live table redrawn in place, the cells that changed since the last
+    refresh highlighted. Piped: one snapshot per interval, each headed by its time, so a log
+    or ``tail -f`` shows the history. ``count`` stops after that many refreshes (tests).
+    """
+    import time
+
+    sleep = sleep or time.sleep
+    shown = 0
+    if opts.format != "table" or not opts.is_tty():
+        while count is None or shown < count:
+            rows, columns = produce()
+            if opts.format == "table":
+                opts.out.write(f"# {title() if title else ''}\n".replace("#  ", "# "))
+            render_list(rows, columns, opts)
+            if opts.format == "table":
+                opts.out.write("\n")
+            opts.out.flush()
+            shown += 1
+            if count is None or shown < count:
+                sleep(interval)
+        return
+    from rich.live import Live
+
+    console = _console(opts)
+    previous: list[Mapping[str, Any]] = []
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while count is None or shown < count:
+            rows, columns = produce()
+            columns, rows = shape_records(rows, columns, opts)
+            marked = changed_cells(previous, rows, columns, key) if shown else set()
+            table, omitted = rich_table(
+                columns,
+                rows,
+                width=_terminal_width(opts),
+                color=opts.use_color(),
+                wide=opts.wide,
+                title=title() if title else None,
+                changed=marked,
+            )
+            if omitted:
+                table.caption = _omitted_note(omitted)
+            live.update(table, refresh=True)
+            previous = [dict(row) for row in rows]
+            shown += 1
+            if count is None or shown < count:
+                sleep(interval)
+
+
+_EIGHTHS = " ▁▂▃▄▅▆▇█"
+
+
+def plot_series(points: Sequence[tuple[float, float]], width: int, height: int = 10) -> list[str]:
+    """A numeric series as a block chart of ``height`` lines and about ``width`` columns: time
+    left to right (a step line: a value holds until the next change), the value's range
+    bottom to top, labelled with max and min on the left and the first and last time below."""
+    import datetime
+
+    if not points:
+        return []
+    values = [float(v) for _, v in points]
+    low, high = min(values), max(values)
+    labels = [text_value(high), text_value(low)]
+    label_width = max(len(label) for label in labels)
+    columns = max(10, width - label_width - 3)
+    start, end = points[0][0], points[-1][0]
+    span = (end - start) or 1.0
+    # The value each column shows: the last point at or before its time.
+    level: list[float] = []
+    index = 0
+    for column in range(columns):
+        moment = start + span * column / max(1, columns - 1)
+        while index + 1 < len(points) and points[index + 1][0] <= moment:
+            index += 1
+        level.append(float(points[index][1]))
+    scale = (high - low) or 1.0
+    eighths = [
+        round((v - low) / scale * (height * 8 - 1)) + 1 if high > low else height * 4 for v in level
+    ]
+    lines = []
+    for row in range(height, 0, -1):
+        floor = (row - 1) * 8
+        cells = "".join(_EIGHTHS[max(0, min(8, e - floor))] for e in eighths)
+        label = labels[0] if row == height else labels[1] if row == 1 else ""
+        lines.append(f"{label.rjust(label_width)} ┤{cells}")
+
+    def clock(moment: float) -> str:
+        stamp = datetime.datetime.fromtimestamp(moment, tz=datetime.timezone.utc)
+        return stamp.strftime("%m-%d %H:%M:%S")
+
+    first, last = clock(start), clock(end)
+    axis = " " * label_width + " └" + "─" * columns
+    under = " " * (label_width + 2) + first + last.rjust(max(1, columns - len(first)))
+    return [*lines, axis, under]
 
 
 def message(text: str) -> None:

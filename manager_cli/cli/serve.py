@@ -47,19 +47,31 @@ def configure_logging(debug: bool) -> None:
     shell_complete=complete_topics,
 )
 @click.option(
+    "--scheduler-topic",
+    metavar="TOPIC",
+    help="The scheduler topic capabilities go to, and whose fanout a collector joins (default: "
+    "the scheduler_topic option, scheduler; cinder's family: cinder-scheduler).",
+)
+@click.option(
     "--graceful-timeout",
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
     help="Seconds in-flight calls may take to finish on SIGTERM or SIGINT.",
 )
-def serve(name: str, host: str | None, topic: str | None, graceful_timeout: float) -> None:
+def serve(
+    name: str,
+    host: str | None,
+    topic: str | None,
+    scheduler_topic: str | None,
+    graceful_timeout: float,
+) -> None:
     """Serve manager NAME over RPC until SIGTERM or SIGINT (then exit 0).
 
     Runs init_host, announces the service record, runs pre_start_hook, consumes TOPIC,
     TOPIC.HOST and the TOPIC fanout, runs post_start_hook, then runs the periodic tasks on
-    their timer (periodic_fuzzy_delay, periodic_interval_max) and reports its state to the
-    scheduler every report_interval seconds. It also answers the managerctl control namespace
+    their timer (periodic_fuzzy_delay, periodic_interval_max) and reports its state to
+    managerctl's own topic (where a collector listens) every report_interval seconds. It also answers the managerctl control namespace
     (periodic list --host, run-periodic --host).
 
     On SIGTERM or SIGINT it stops consuming and gives in-flight calls --graceful-timeout
@@ -69,6 +81,7 @@ def serve(name: str, host: str | None, topic: str | None, graceful_timeout: floa
     \b
     Examples:
       managerctl serve hostinfo --host web01
+      managerctl --config-file cinder.conf serve collector --scheduler-topic cinder-scheduler
       MANAGERCTL_PERIODIC_FUZZY_DELAY=0 managerctl --debug serve hostinfo
     """
     from ..errors import EXIT_INTERRUPTED
@@ -76,6 +89,10 @@ def serve(name: str, host: str | None, topic: str | None, graceful_timeout: floa
 
     state = app_state()
     configure_logging(state.debug)
+    overrides = {"scheduler_topic": scheduler_topic}
+    # The flag is an option override like --transport-url: everything built from this
+    # invocation's settings (the manager, the service) sees it.
+    state._settings = state.settings.with_overrides(overrides)
     default_topic, manager = load_manager(name, host)
     service = Service(
         manager,
@@ -100,7 +117,9 @@ def serve(name: str, host: str | None, topic: str | None, graceful_timeout: floa
         LOG.info("Caught SIGHUP, reloading the configuration")
         try:
             settings = load_settings(state.config_files, state.config_dirs)
-            service.reload(settings.with_overrides({"transport_url": state.transport_url}))
+            service.reload(
+                settings.with_overrides({"transport_url": state.transport_url, **overrides})
+            )
         except Exception as exc:  # a bad file must not kill a running service
             LOG.error("reload failed, keeping the old configuration: %s", exc)
 

@@ -58,20 +58,43 @@ def services() -> None:
     """Show the services that report their state (heartbeats) to the collector."""
 
 
+def _store_url_option(function: Any) -> Any:
+    return click.option(
+        "--store-url",
+        metavar="URL",
+        help="The collector's store: sqlite:///PATH or postgresql://... (default: the "
+        "capabilities_store option, $MANAGERCTL_CAPABILITIES_STORE, else the local SQLite file).",
+    )(function)
+
+
+def _open(store_url: str | None) -> Any:
+    from ..capabilities import open_store, store_url_from
+
+    return open_store(store_url or store_url_from(app_state().settings), must_exist=True)
+
+
 @services.command("list")
-@click.option(
-    "--store-url",
-    metavar="URL",
-    help="The collector's store: sqlite:///PATH or postgresql://... (default: the "
-    "capabilities_store option, $MANAGERCTL_CAPABILITIES_STORE, else the local SQLite file).",
-)
+@_store_url_option
 @click.option("--service", "service_name", metavar="NAME", help="Only this service.")
 @click.option(
     "--host", metavar="HOST", help="Only the services of this host.", shell_complete=complete_hosts
 )
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (default 2) until Ctrl-C; a terminal highlights what changed.",
+)
 @output_options
 def list_services(
-    store_url: str | None, service_name: str | None, host: str | None, **kwargs: Any
+    store_url: str | None,
+    service_name: str | None,
+    host: str | None,
+    watch: float | None,
+    **kwargs: Any,
 ) -> None:
     """List every service the collector has heard from, as nova service-list does.
 
@@ -84,13 +107,80 @@ def list_services(
     Examples:
       managerctl services list
       managerctl services list --host web01 -f json
+      managerctl services list --watch
       managerctl services list --store-url postgresql://ops:secret@db/managerctl
     """
-    from ..capabilities import open_store, store_url_from
-
     output = output_from(kwargs)
     settings = app_state().settings
-    with open_store(store_url or store_url_from(settings), must_exist=True) as store:
-        records = store.services(service=service_name, host=host)
-    rows = service_rows(records, time.time(), float(settings.service_down_time))
-    render_list(rows, SERVICE_COLUMNS, output)
+
+    def rows_now() -> tuple[list[dict[str, Any]], list[str]]:
+        with _open(store_url) as store:
+            records = store.services(service=service_name, host=host)
+        rows = service_rows(records, time.time(), float(settings.service_down_time))
+        return rows, SERVICE_COLUMNS
+
+    if watch is not None:
+        from .output import watch as watch_view
+
+        watch_view(
+            rows_now,
+            watch,
+            output,
+            title=lambda: f"services at {time.strftime('%H:%M:%S')} (Ctrl-C to stop)",
+        )
+        return
+    rows, columns = rows_now()
+    render_list(rows, columns, output)
+
+
+@services.command("delete")
+@click.argument("host", shell_complete=complete_hosts)
+@click.option(
+    "--service", "service_name", metavar="NAME", help="Only this service of HOST (default: all)."
+)
+@_store_url_option
+@output_options
+def delete_service(host: str, service_name: str | None, store_url: str | None, **kwargs: Any):
+    """Forget the services of HOST (their heartbeat records and capabilities), as nova
+    service-delete does: for a host taken out of the cloud. A service still running comes back
+    with its next heartbeat. Exit 2 when no such service is known."""
+    output = output_from(kwargs)
+    with _open(store_url) as store:
+        found = store.services(service=service_name, host=host)
+        names = [str(r["service"]) for r in found]
+        if service_name and not names:
+            names = [r.service for r in store.latest(service=service_name, host=host)]
+        if not names:
+            names = sorted({r.service for r in store.latest(host=host)})
+        if not names:
+            from ..errors import UnknownNameError
+
+            raise UnknownNameError(
+                f"no service {service_name + ' ' if service_name else ''}on {host!r} is known",
+                hint="managerctl services list shows what is",
+            )
+        for name in names:
+            store.delete_service(name, host)
+    render_list([{"service": n, "host": host, "deleted": "yes"} for n in names],
+                ["service", "host", "deleted"], output)  # fmt: skip
+
+
+@services.command("prune")
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Forget services whose last heartbeat is older than this (default: the "
+    "services_prune_after option, else 7 days).",
+)
+@_store_url_option
+@output_options
+def prune_services(older_than: float | None, store_url: str | None, **kwargs: Any) -> None:
+    """Forget every service that has not reported for --older-than seconds (and its
+    capabilities), one row per service forgotten."""
+    output = output_from(kwargs)
+    configured = float(getattr(app_state().settings, "services_prune_after", 0) or 0)
+    limit = older_than or configured or 7 * 86400.0
+    with _open(store_url) as store:
+        gone = store.prune_services(limit)
+    render_list([{"service": s, "host": h} for s, h in gone], ["service", "host"], output)

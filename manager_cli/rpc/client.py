@@ -842,11 +842,14 @@ class RPCClient:
         version: str | None = None,
         namespace: str | None = None,
         exchange: str | None = None,
+        require_listener: bool = False,
     ) -> None:
         """Send ``method`` without waiting for a result; returns once the broker has it.
 
         A cast to a server is checked for a consumer first. A fanout cast reaches every server
-        of the topic, and nobody listening is not an error (as in oslo).
+        of the topic, and nobody listening is not an error (as in oslo) unless
+        ``require_listener``: then it goes out mandatory and NoConsumerError says that no queue
+        was bound to the fanout exchange.
         """
         if not topic:
             raise BadInputError("a cast needs a topic")
@@ -865,7 +868,15 @@ class RPCClient:
             if fanout:
                 # Always declared, as oslo does: the exchange vanishes with its last queue.
                 name = self._declare_fanout_exchange(topic)
-                self._cast_channel.basic_publish(name, "", body, props)
+                try:
+                    self._cast_channel.basic_publish(
+                        name, "", body, props, mandatory=require_listener
+                    )
+                except pika.exceptions.UnroutableError:
+                    raise NoConsumerError(
+                        f"nobody listens on {name}: no queue is bound to it",
+                        hint=f"is any service of topic {topic!r} running?",
+                    ) from None
                 self._last_io = time.monotonic()
                 return
             exchange = self.exchange_for(topic, exchange)

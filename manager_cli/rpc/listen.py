@@ -102,12 +102,19 @@ class FanoutListener:
         self.requests.append((time.time(), request))
 
     def fanout_cast(
-        self, context: Any, topic: str, method: str, args: Mapping[str, Any] | None = None
+        self,
+        context: Any,
+        topic: str,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
     ) -> None:
-        """Cast ``method`` to every server of ``topic`` on this listener's connection."""
+        """Cast ``method`` to every server of ``topic`` on this listener's connection, at
+        ``version`` (the servers' family's: a version they do not speak is refused)."""
         assert self._channel is not None, "start() first"
         body = self.topology.encode(
-            wire.encode_envelope(wire.build_request(method, args, context=context))
+            wire.encode_envelope(wire.build_request(method, args, context=context, version=version))
         )
         with self._mapped_errors(f"casting {method} to {topic}"):
             exchange = self.topology.fanout_exchange(topic)

@@ -82,6 +82,10 @@ class RPCServer:
     told of every failed request: a method that raised, a dispatch error, or a malformed
     message (``request`` None); it runs on a worker or the I/O thread and must not block.
     Requests larger than ``max_message_bytes`` are refused.
+
+    ``fanout_only`` makes it a listener on a topic it does not own: it consumes only a fanout
+    queue of its own (declared as oslo declares a server's), never the topic's shared queues,
+    which would join the owner's round-robin (a queue name is global to the vhost).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class RPCServer:
         executor_threads: int = 8,
         on_error: Callable[[BaseException, wire.Request | None], None] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        fanout_only: bool = False,
     ) -> None:
         if not topic or not server:
             raise ValueError("an RPC server needs a topic and a server name")
@@ -110,6 +115,7 @@ class RPCServer:
         self.executor_threads = executor_threads
         self.on_error = on_error
         self.max_message_bytes = max_message_bytes
+        self.fanout_only = fanout_only
         self.topology = Topology(self.options)
         # Per consumer (never global QoS: quorum queues refuse it, RabbitMQ 4.3 denies it), so
         # up to three times this many requests wait unacked in the backlog.
@@ -218,7 +224,7 @@ class RPCServer:
     @property
     def queues(self) -> list[str]:
         """The queues this server consumes."""
-        names = [self.topic, f"{self.topic}.{self.server}"]
+        names = [] if self.fanout_only else [self.topic, f"{self.topic}.{self.server}"]
         return names + ([self.fanout_queue] if self.fanout_queue else [])
 
     # -- connection and declarations (I/O thread, or the caller of start()) ----------------
@@ -235,29 +241,25 @@ class RPCServer:
                 self.fanout_queue = self._fanout_shape.name
             fanout = self._fanout_shape
             server_queue = f"{self.topic}.{self.server}"
+            own = [] if self.fanout_only else [self.topic, server_queue]
             doing = f"declaring the queues of topic {self.topic!r}"
             with refusals.map_amqp_errors(doing):
                 # Nothing is declared if anything that exists has another shape: a classic
                 # queue where quorum services expect a quorum one would break them.
-                topology.check_existing(
-                    connection,
-                    [
-                        topology.control_exchange(self.exchange),
-                        topology.topic_queue(self.topic),
-                        topology.topic_queue(server_queue),
-                        topology.fanout_exchange(self.topic),
-                        fanout,
-                    ],
-                    doing=doing,
-                )
+                shapes: list[Any] = [topology.fanout_exchange(self.topic), fanout]
+                if own:
+                    shapes[:0] = [topology.control_exchange(self.exchange)]
+                    shapes[1:1] = [topology.topic_queue(name) for name in own]
+                topology.check_existing(connection, shapes, doing=doing)
                 channel = connection.channel()
                 channel.add_on_return_callback(self._on_return)
-                topology.declare_exchange(channel, topology.control_exchange(self.exchange))
-                topology.declare_topic_queue(channel, self.exchange, self.topic)
-                topology.declare_topic_queue(channel, self.exchange, server_queue)
+                if own:
+                    topology.declare_exchange(channel, topology.control_exchange(self.exchange))
+                for name in own:
+                    topology.declare_topic_queue(channel, self.exchange, name)
                 topology.declare_fanout_queue(channel, self.topic, fanout)
                 topology.set_qos(channel, self.prefetch)
-                for name in (self.topic, server_queue):
+                for name in own:
                     arguments = topology.consumer_arguments(topology.topic_queue(name))
                     channel.basic_consume(name, self._on_message, arguments=arguments)
                 arguments = topology.consumer_arguments(fanout, self._stream_offset)

@@ -150,7 +150,7 @@ def test_bash_completes_rpc_methods_and_argument_names() -> None:
     assert "echo" in bash_complete(["managerctl", "call", "web01", ""])[0]
     assert bash_complete(["managerctl", "call", "web01", "--topic", ""])[0] == [
         "hostinfo",
-        "scheduler",
+        "managerctl",
     ]
 
 

@@ -173,7 +173,7 @@ def cluster(
         for host in (cluster.host_a, cluster.host_b):
             wait_for(lambda h=host: consumed(rabbitmq, f"hostinfo.{h}"), START_TIMEOUT)
         cluster.services["collector"].start(cluster.env)
-        wait_for(lambda: consumed(rabbitmq, f"scheduler.{cluster.collector_host}"), START_TIMEOUT)
+        wait_for(lambda: consumed(rabbitmq, f"managerctl.{cluster.collector_host}"), START_TIMEOUT)
         yield cluster
     finally:
         for served in cluster.services.values():
@@ -183,8 +183,8 @@ def cluster(
             [
                 f"hostinfo.{cluster.host_a}",
                 f"hostinfo.{cluster.host_b}",
-                f"scheduler.{cluster.collector_host}",
-                "scheduler",
+                f"managerctl.{cluster.collector_host}",
+                "managerctl",
                 "hostinfo",
             ],
         )
@@ -318,8 +318,9 @@ def test_a_stopped_host_turns_stale(cluster: Cluster) -> None:
         published = cluster.run("capabilities", "publish", "--topic", "hostinfo", "-f", "json")
         assert published.returncode == 0, published.stderr
         assert json.loads(published.stdout) == [
-            {"topic": "hostinfo", "exchange": "hostinfo_fanout"}
-        ]
+            {"topic": "hostinfo", "version": "1.0", "exchange": "hostinfo_fanout",
+             "listeners": "yes"}
+        ]  # fmt: skip
         time.sleep(0.3)
         rows = cluster.mine(cluster.show("--stale", "2"))
         assert rows[cluster.host_a]["state"] == "stale", rows
@@ -331,7 +332,7 @@ def test_a_stopped_host_turns_stale(cluster: Cluster) -> None:
 
 def test_live_needs_no_collector_and_leaves_no_queue(cluster: Cluster, rabbitmq: Any) -> None:
     cluster.services["collector"].stop()
-    wait_for(lambda: not consumed(rabbitmq, f"scheduler.{cluster.collector_host}"))
+    wait_for(lambda: not consumed(rabbitmq, f"managerctl.{cluster.collector_host}"))
     before = {q["name"] for q in rabbitmq.list_queues()}
     # No --topic: the topics of the services in the store (hostinfo) are asked.
     result = cluster.run("capabilities", "show", "--live", "--wait", "3", "-f", "json")

@@ -29,13 +29,13 @@ from pathlib import Path
 import pika
 import pytest
 
-from manager_cli.ops import probe as probing
 from manager_cli.errors import (
     AccessRefusedError,
     CallTimeoutError,
     NoConsumerError,
     RemoteError,
 )
+from manager_cli.ops import probe as probing
 from manager_cli.testing.rabbitmq import RabbitMQNode, free_port
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
@@ -48,7 +48,10 @@ COMPUTE = f"probe_compute_{SUFFIX}"  # the nova.conf service, on exchange nova
 NOVA_HOST = f"compute-{SUFFIX}"
 QUORUM = f"probe_quorum_{SUFFIX}"  # rabbit_quorum_queue = true: durable queues and exchange
 QUORUM_EXCHANGE = f"probe_quorum_{SUFFIX}"
-TOPICS = (SVC, FLEET, PARTIAL, COMPUTE, QUORUM)
+STUCK_TOPIC = f"probe_stuck_{SUFFIX}"  # every consumer stuck, for --all
+NOVA_TOPIC = "compute"  # nova's real topic name, so the family table applies
+REAL_NOVA_HOST = f"nova-compute-{SUFFIX}"  # served on exchange nova, nova.conf naming none
+TOPICS = (SVC, FLEET, PARTIAL, COMPUTE, QUORUM, STUCK_TOPIC)
 SECRET = "Wr0ngButSecret"
 # Whole-process bound for "nobody consumes": Python start-up, connect, one passive declare.
 AT_ONCE = 1.0
@@ -250,6 +253,9 @@ def peers(
         "partial-ok": (PARTIAL, []),
         "partial-slow": (PARTIAL, ["--ping-delay", "60"]),
         NOVA_HOST: (COMPUTE, ["--config-file", str(nova_conf)]),
+        "stuck1": (STUCK_TOPIC, ["--ping-delay", "60"]),
+        "stuck2": (STUCK_TOPIC, ["--ping-delay", "60"]),
+        REAL_NOVA_HOST: (NOVA_TOPIC, ["--exchange", "nova"]),
         "quorum": (
             QUORUM,
             ["--config-file", str(quorum_conf), "--exchange", QUORUM_EXCHANGE],
@@ -273,6 +279,8 @@ def peers(
             thread.join()
         if rabbitmq.is_running():
             delete_topic_queues(rabbitmq, TOPICS)
+            with contextlib.suppress(Exception):
+                rabbitmq.rabbitmqctl("delete_queue", f"{NOVA_TOPIC}.{REAL_NOVA_HOST}")
 
 
 def run(
@@ -733,3 +741,189 @@ def test_the_base_api_namespace_is_the_managers():
     from manager_cli.manager import BASE_API_NAMESPACE
 
     assert probing.BASE_API_NAMESPACE == BASE_API_NAMESPACE
+
+
+# ---------------------------------------------------------------------------------------------
+# several hosts at once, over one connection (issue 13)
+
+
+def rows_of(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
+    return [line.split(" ") for line in result.stdout.splitlines()]
+
+
+def test_several_hosts_one_line_each_in_order_and_partial_is_3(peers, broker_url):
+    result, _ = run("probe", "old", "nova", "ghost", "bare", "--topic", SVC, url=broker_url)
+    assert result.returncode == 3, result.stderr
+    verdicts = [(row[0], row[2]) for row in rows_of(result)]
+    assert verdicts == [("old", "alive"), ("nova", "alive"), ("ghost", "down"), ("bare", "alive")]
+    assert "ghost (down)" in one_error_line(result)
+
+
+def test_every_host_alive_is_0_and_a_host_named_twice_is_probed_once(peers, broker_url):
+    result, _ = run(
+        "probe", "fleet1", "fleet2", "fleet3", "fleet1", "--topic", FLEET, url=broker_url
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row[0] for row in rows_of(result)] == ["fleet1", "fleet2", "fleet3"]
+
+
+def test_hosts_file_from_stdin_with_comments(peers, broker_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
+    env["MANAGERCTL_TRANSPORT_URL"] = broker_url
+    result = subprocess.run(
+        [MANAGERCTL, "probe", "--hosts-file", "-", "--topic", FLEET, "-f", "json"],
+        input="# the fleet\nfleet1\nfleet2  fleet3 # two on a line\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["host"] for row in json.loads(result.stdout)] == ["fleet1", "fleet2", "fleet3"]
+
+
+def test_all_hosts_down_is_69_and_one_stuck_among_them_is_75(peers, broker_url):
+    result, _ = run("probe", "ghost1", "ghost2", "--topic", SVC, url=broker_url)
+    assert result.returncode == 69, result.stderr
+    result, _ = run(
+        "probe", "ghost1", "partial-slow", "--topic", PARTIAL, "--timeout", "2", url=broker_url
+    )
+    assert result.returncode == 75, result.stderr
+    assert [row[2] for row in rows_of(result)] == ["down", "stuck"]
+
+
+def test_probe_all_with_every_consumer_stuck_is_75_not_69(peers, broker_url):
+    result, _ = run("probe", "--all", "--topic", STUCK_TOPIC, "--timeout", "2", url=broker_url)
+    assert result.returncode == 75, result.stderr
+    assert "stuck" in one_error_line(result)
+
+
+def test_ping_expect_hosts_works_against_oslo_whose_answers_carry_no_host(peers, broker_url):
+    result, _ = run(
+        "ping",
+        "--all",
+        "--topic",
+        FLEET,
+        "--expect-hosts",
+        "fleet1,fleet2",
+        "--version",
+        "1.0",  # fleet2's base API is 1.0
+        "-f",
+        "json",
+        url=broker_url,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(row["host"], row["outcome"]) for row in rows] == [("fleet1", "ok"), ("fleet2", "ok")]
+    assert all(row["service"] == "nova-like" for row in rows)
+
+
+def test_ping_only_failures_is_1_and_a_mix_is_3(peers, broker_url):
+    result, _ = run("ping", "fleet3", "--topic", FLEET, "-f", "json", url=broker_url)
+    assert result.returncode == 1, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["outcome"] == "failed" and row["error"].startswith("UnsupportedVersion")
+    result, _ = run("ping", "fleet1", "fleet3", "--topic", FLEET, url=broker_url)
+    assert result.returncode == 3, result.stderr
+
+
+def test_ping_all_stops_when_every_consumer_answered(peers, broker_url):
+    # Three consumers, three answers: it must not wait out a 120 s gathering time (the
+    # subprocess limit below is 60 s, so waiting would fail the test).
+    result, _ = run(
+        "ping",
+        "--all",
+        "--topic",
+        FLEET,
+        "--timeout",
+        "120",
+        "-f",
+        "json",
+        url=broker_url,
+        timeout=60,
+    )
+    # ping asks 1.1: fleet2's base API is 1.0 and fleet3 has none, both answer a failure
+    assert result.returncode == 3, result.stderr
+    assert sorted(r["outcome"] for r in json.loads(result.stdout)) == ["failed", "failed", "ok"]
+
+
+def test_ping_all_with_only_failures_is_1(peers, broker_url):
+    result, _ = run(
+        "ping", "--all", "--topic", SVC, "--expect-hosts", "bare", "-f", "json", url=broker_url
+    )
+    assert result.returncode == 1, result.stderr
+
+
+def test_nova_exchange_is_known_without_being_told(peers, broker_url, tmp_path):
+    conf = tmp_path / "nova.conf"
+    # A stock nova.conf names no exchange: nova sets "nova" in its code.
+    conf.write_text(f"[DEFAULT]\nhost = {REAL_NOVA_HOST}\ntransport_url = {broker_url}\n")
+    result, _ = run("--config-file", str(conf), "probe", "--topic", NOVA_TOPIC, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["host"], data["exchange"], data["verdict"]) == (REAL_NOVA_HOST, "nova", "alive")
+
+
+def test_a_configured_exchange_wins_and_a_wrong_one_is_diagnosed(peers, broker_url, rabbitmq):
+    # The queue has a consumer, but exchange openstack has no binding for it.
+    result, _ = run(
+        "probe", REAL_NOVA_HOST, "--topic", NOVA_TOPIC, "--exchange", "openstack", url=broker_url
+    )
+    if "openstack" not in {e["name"] for e in rabbitmq.list_exchanges()}:
+        pytest.skip("no openstack exchange on the session broker to route through")
+    assert result.returncode == 69, result.stderr
+    line = one_error_line(result)
+    assert "does not route to it" in line and "--exchange nova" in line
+
+
+def test_a_probe_creates_no_exchange(peers, broker_url, rabbitmq):
+    name = f"never-declared-{SUFFIX}"
+    result, _ = run("probe", "nova", "--topic", SVC, "--exchange", name, url=broker_url)
+    assert result.returncode == 69, result.stderr
+    assert f"exchange {name!r} does not exist" in one_error_line(result)
+    assert name not in {e["name"] for e in rabbitmq.list_exchanges()}
+
+
+def _log_errors(peer: Peer) -> list[str]:
+    text = peer.log_file.read_text(errors="replace")
+    return [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
+def test_the_quiet_probe_leaves_no_error_in_an_oslo_services_log(peers, broker_url):
+    bare = peers["bare"]
+    before = len(_log_errors(bare))
+    result, _ = run(
+        "probe",
+        "bare",
+        "--topic",
+        SVC,
+        "--method",
+        "quiet",
+        "--version",
+        "1.0",
+        "-f",
+        "json",
+        url=broker_url,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["verdict"], data["answer"]) == ("alive", "NoSuchMethod")
+    time.sleep(0.5)
+    assert len(_log_errors(bare)) == before
+    # The base API ping, by contrast, costs that service an ERROR traceback: the check above
+    # can tell the difference.
+    result, _ = run("probe", "bare", "--topic", SVC, "--method", "ping", url=broker_url)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 5
+    while len(_log_errors(bare)) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_log_errors(bare)) > before
+
+
+def test_auto_picks_oslo_ping_when_the_service_config_enables_it(peers, broker_url, tmp_path):
+    conf = tmp_path / "svc.conf"
+    conf.write_text(f"[DEFAULT]\nrpc_ping_enabled = true\ntransport_url = {broker_url}\n")
+    result, _ = run("--config-file", str(conf), "probe", "rpcping", "--topic", SVC, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["method"], data["answer"]) == ("oslo_rpc_server_ping", "result")

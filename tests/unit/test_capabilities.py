@@ -32,8 +32,9 @@ from manager_cli.capabilities import (
     flatten,
     flatten_capabilities,
     iso_time,
-    known_topics,
     open_store,
+    parse_target,
+    publish_targets,
     store_url_from,
 )
 from manager_cli.config import load_settings
@@ -179,7 +180,7 @@ def test_collector_topics_default_environment_and_settings() -> None:
     class WithOption:
         collector_topics = ["compute", "volume"]
 
-    assert collector_topics(None, {}) == ["hostinfo"]
+    assert collector_topics(None, {}) is None  # then the family's known publishers
     assert collector_topics(None, {"MANAGERCTL_COLLECTOR_TOPICS": " a, b ,,"}) == ["a", "b"]
     assert collector_topics(None, {"MANAGERCTL_COLLECTOR_TOPICS": ""}) == []
     assert collector_topics(WithOption(), {"MANAGERCTL_COLLECTOR_TOPICS": "x"}) == [
@@ -384,12 +385,45 @@ def test_service_records_keep_every_field_and_the_last_report(store) -> None:
     assert store.services(host="h2") == []
 
 
-def test_known_topics_add_the_services_seen_without_the_scheduler(store) -> None:
-    store.record_service({"service": "hostinfo", "host": "h1", "topic": "hostinfo"})
-    store.record_service({"service": "compute", "host": "h1", "topic": "compute"})
-    store.record_service({"service": "collector", "host": "c1", "topic": "scheduler"})
-    assert known_topics(store, None, {}) == ["hostinfo", "compute"]
-    assert known_topics(None, None, {"MANAGERCTL_COLLECTOR_TOPICS": "x"}) == ["x"]
+def test_publish_targets_are_the_familys_publishers_at_their_version() -> None:
+    assert [str(t) for t in publish_targets("scheduler", environ={})] == ["hostinfo:1.0"]
+    assert [str(t) for t in publish_targets("cinder-scheduler", environ={})] == [
+        "cinder-volume:3.0"
+    ]
+    # An unknown family has no publishers but those that said so.
+    assert publish_targets("my-scheduler", environ={}) == []
+    env = {"MANAGERCTL_COLLECTOR_TOPICS": "cinder-volume, mine:2.1"}
+    assert [str(t) for t in publish_targets("scheduler", environ=env)] == [
+        "cinder-volume:3.0",
+        "mine:2.1",
+    ]
+
+
+def test_publish_targets_ask_only_services_that_said_they_publish_there(store) -> None:
+    base = {"rpc_api_version": "2.4", "publishes_capabilities": True}
+    store.record_service({**base, "service": "a", "host": "h1", "topic": "a",
+                          "scheduler_topic": "scheduler"})  # fmt: skip
+    store.record_service({**base, "service": "b", "host": "h1", "topic": "b",
+                          "scheduler_topic": "cinder-scheduler"})  # fmt: skip
+    # A plain Manager (no publish_service_capabilities), and an older record that does not say.
+    store.record_service({"service": "plain", "host": "h1", "topic": "plain",
+                          "publishes_capabilities": False})  # fmt: skip
+    store.record_service({"service": "old", "host": "h1", "topic": "old"})
+    store.record_service({"service": "collector", "host": "c1", "topic": "managerctl"})
+    targets = publish_targets("scheduler", services=store.services(), environ={})
+    assert [str(t) for t in targets] == ["hostinfo:1.0", "a:2.0"]
+    targets = publish_targets("cinder-scheduler", services=store.services(), environ={})
+    assert [str(t) for t in targets] == ["cinder-volume:3.0", "b:2.0"]
+
+
+def test_parse_target_versions() -> None:
+    assert str(parse_target("cinder-volume")) == "cinder-volume:3.0"
+    assert str(parse_target("hostinfo")) == "hostinfo:1.0"
+    assert str(parse_target("x:4.2")) == "x:4.2"
+    assert str(parse_target("x:4.2", "5.0")) == "x:5.0"
+    for bad in ("", ":1.0", "x:one", "x:1"):
+        with pytest.raises(BadInputError):
+            parse_target(bad)
 
 
 def test_one_store_shared_by_many_writer_threads(store) -> None:
@@ -477,7 +511,7 @@ def test_readers_while_one_writer_writes(store_url: str) -> None:
 
 
 def collector(store: Any, **settings_env: str) -> Any:
-    from manager_cli.examples.collector import CollectorManager
+    from manager_cli.capabilities.collector import CollectorManager
 
     settings = load_settings(environ=settings_env)
     return CollectorManager(host="c1", service_name="collector", settings=settings, store=store)
@@ -491,7 +525,8 @@ def dispatch(manager: Any, method: str, **args: Any) -> Any:
 def test_collector_stores_what_publishers_cast(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store)
-        assert manager.TOPIC == "scheduler"
+        # managerctl's own topic: never a real scheduler's.
+        assert manager.TOPIC == "managerctl"
         dispatch(
             manager,
             "update_service_capabilities",
@@ -500,10 +535,106 @@ def test_collector_stores_what_publishers_cast(tmp_path: Path) -> None:
             capabilities=[{"vcpus": 4}],
         )
         dispatch(manager, "report_service_state", service={"service": "compute", "host": "node1"})
+        manager.cleanup_host()  # the batch writer writes what is queued
         assert [(r.service, r.host, r.capabilities) for r in store.latest()] == [
             ("compute", "node1", [{"vcpus": 4}])
         ]
         assert store.services()[0]["host"] == "node1"
+
+
+# cinder-volume 29's message, as captured on the wire (PEERS.md).
+CINDER_ARGS = {
+    "service_name": "volume",
+    "host": "peerhost@fake",
+    "capabilities": {
+        "volume_backend_name": "fake",
+        "vendor_name": "Open Source",
+        "driver_version": "3.0.0",
+        "storage_protocol": "fake",
+        "pools": [
+            {
+                "pool_name": "fake",
+                "total_capacity_gb": "infinite",
+                "free_capacity_gb": "infinite",
+                "allocated_capacity_gb": 0,
+                "provisioned_capacity_gb": 0,
+                "reserved_percentage": 100,
+            }
+        ],
+        "filter_function": None,
+        "goodness_function": None,
+    },
+    "cluster_name": None,
+    "timestamp": "2026-12-01T20:15:52.815205",
+}
+
+
+def intake_request(method: str, version: str | None, **args: Any) -> wire.Request:
+    return wire.parse_request(
+        wire.build_request(method, args, context={"user": "cinder"}, version=version)
+    )
+
+
+def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store)
+        ((topic, intake),) = manager.fanout_listeners()
+        assert topic == "scheduler"
+        intake.dispatch(intake_request("update_service_capabilities", "3.3", **CINDER_ARGS))
+        # and tomorrow's argument too
+        args = dict(CINDER_ARGS, host="peerhost@other", some_new_argument=1)
+        intake.dispatch(intake_request("update_service_capabilities", "3.9", **args))
+        # managerctl's own publishers send no version
+        intake.dispatch(
+            intake_request(
+                "update_service_capabilities",
+                None,
+                service_name="hostinfo",
+                host="h1",
+                capabilities=[HOSTINFO],
+            )  # fmt: skip
+        )
+        manager.cleanup_host()  # the batch writer writes what is queued
+        records = {r.host: r for r in store.latest()}
+        assert records["peerhost@fake"].capabilities == [CINDER_ARGS["capabilities"]]
+        assert set(records) == {"peerhost@fake", "peerhost@other", "h1"}
+
+
+def test_the_intake_ignores_the_real_schedulers_other_traffic(tmp_path: Path, caplog) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        ((_, intake),) = collector(store).fanout_listeners()
+        with caplog.at_level("INFO"):
+            # nova-compute fans these out to the scheduler topic
+            intake.dispatch(intake_request("update_instance_info", "4.2", host_name="c1"))
+            intake.dispatch(intake_request("sync_instance_info", "4.2", host_name="c1"))
+        assert store.latest() == []
+        assert caplog.text == ""
+        with pytest.raises(BadInputError, match="lacks host"):
+            intake.dispatch(intake_request("update_service_capabilities", "3.3",
+                                           service_name="volume", capabilities={}))  # fmt: skip
+
+
+def test_the_collector_joins_the_configured_scheduler_topic(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store, MANAGERCTL_SCHEDULER_TOPIC="cinder-scheduler")
+        assert [topic for topic, _ in manager.fanout_listeners()] == ["cinder-scheduler"]
+        assert [str(t) for t in manager.publish_targets()] == ["cinder-volume:3.0"]
+
+
+def test_pools_are_one_row_each_named_as_cinder_names_pools() -> None:
+    caps = dict(CINDER_ARGS["capabilities"])
+    caps["pools"] = [dict(caps["pools"][0]), dict(caps["pools"][0], pool_name="gold",
+                                                    total_capacity_gb=100)]  # fmt: skip
+    records = [CapabilityRecord("volume", "peerhost@fake", [caps], 100.0)]
+    rows = capability_rows(records, now=105.0, stale_after=180)
+    assert [r["host"] for r in rows] == ["peerhost@fake#fake", "peerhost@fake#gold"]
+    assert [r["pools.total_capacity_gb"] for r in rows] == ["infinite", 100]
+    assert all(r["volume_backend_name"] == "fake" and "pools" not in r for r in rows)
+    columns = capability_columns(rows)
+    assert "pools.free_capacity_gb" in columns and "pools" not in columns
+    # A list of scalars, or two lists of dicts, stay one row.
+    one = [CapabilityRecord("x", "h", [{"a": [1, 2], "b": [{"n": 1}], "c": [{"n": 2}]}], 100.0)]
+    assert len(capability_rows(one, now=100.0, stale_after=180)) == 1
 
 
 def test_collector_exposes_its_rpc_methods_but_not_its_store(tmp_path: Path) -> None:
@@ -511,7 +642,15 @@ def test_collector_exposes_its_rpc_methods_but_not_its_store(tmp_path: Path) -> 
 
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store)
-        for hidden in ("store", "init_host", "post_start_hook", "periodic_tasks"):
+        for hidden in (
+            "store",
+            "init_host",
+            "post_start_hook",
+            "periodic_tasks",
+            "cleanup_host",
+            "prune_store",
+            "writer",
+        ):
             with pytest.raises(NoSuchMethod):
                 dispatch(manager, hidden)
 
@@ -582,7 +721,7 @@ def test_cli_show_filters_stale_csv_and_columns(filled: str) -> None:
     assert json.loads(result.stdout) == [{"host": "h2", "state": "stale"}]
     table = run("capabilities", "show", store_url=filled)
     assert table.returncode == 0 and "\x1b" not in table.stdout
-    assert table.stdout.splitlines()[0].split()[:4] == ["service", "host", "state", "age_s"]
+    assert table.stdout.splitlines()[0].split()[:4] == ["service", "host", "state", "age"]
 
 
 def test_cli_history_rows_and_json_diff(filled: str) -> None:
@@ -626,3 +765,139 @@ def test_a_dropped_postgres_connection_is_replaced(postgres) -> None:
         )
         assert store.record_capabilities("hostinfo", "h1", [{"n": 2}]) is True
         assert store.latest()[0].capabilities == [{"n": 2}]
+
+
+@pytest.fixture
+def cinder_store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cinder.sqlite'}"
+    with open_store(url) as store:
+        store.record_capabilities("volume", "peerhost@fake", CINDER_ARGS["capabilities"])
+    return url
+
+
+def test_cli_pools_json_csv_and_columns(cinder_store: str) -> None:
+    result = run("capabilities", "show", "-f", "json", "-c", "host",
+                 "-c", "pools.total_capacity_gb", "-c", "pools.free_capacity_gb",
+                 store_url=cinder_store)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {
+            "host": "peerhost@fake#fake",
+            "pools.total_capacity_gb": "infinite",
+            "pools.free_capacity_gb": "infinite",
+        }
+    ]
+    result = run("capabilities", "show", "-f", "csv", store_url=cinder_store)
+    (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["pools.reserved_percentage"] == "100" and row["host"] == "peerhost@fake#fake"
+    # A pool's own name selects it; the backend's name selects all its pools.
+    for host in ("peerhost@fake#fake", "peerhost@fake"):
+        result = run("capabilities", "show", "--host", host, "-f", "value", "-c", "host",
+                     store_url=cinder_store)  # fmt: skip
+        assert result.stdout == "peerhost@fake#fake\n", result.stderr
+    # In the store every key is known at once: a typo is refused (exit 2).
+    result = run("capabilities", "show", "-c", "pools.nope", store_url=cinder_store)
+    assert result.returncode == 2 and "pools.nope" in result.stderr
+
+
+def test_cli_live_columns_are_checked_before_any_wait(cinder_store: str) -> None:
+    """A bad -c, --topic or --version is refused at once, not after --wait (and no broker)."""
+    dead = {"MANAGERCTL_TRANSPORT_URL": f"rabbit://guest:guest@127.0.0.1:{free_port()}/"}
+    for bad in (("-c", "pools."), ("--topic", "cinder-volume:three"), ("--version", "3")):
+        started = time.monotonic()
+        result = run("capabilities", "show", "--live", "--wait", "30", *bad,
+                     store_url=cinder_store, env=dead)  # fmt: skip
+        assert result.returncode == 2, (bad, result.stderr)
+        assert time.monotonic() - started < 15
+        assert "Traceback" not in result.stderr
+
+
+def test_cli_publish_without_a_known_publisher_is_bad_input(tmp_path: Path) -> None:
+    result = run("capabilities", "publish", "--scheduler-topic", "my-scheduler",
+                 store_url=f"sqlite:///{tmp_path / 'none.sqlite'}")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "no publisher of 'my-scheduler' is known" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Batched writes, retention, forgetting services
+
+
+def test_record_many_equals_one_by_one(tmp_path: Path) -> None:
+    """A batch leaves the store as the same updates one by one would (rows and history)."""
+    updates = []
+    for n in range(60):
+        host = f"h{n % 4}"
+        caps = [{"round": n // 8, "cpu_count": 4}]  # same value several times in a row
+        updates.append(("hostinfo", host, caps, 1000.0 + n))
+    with open_store(f"sqlite:///{tmp_path / 'one.sqlite'}") as one:
+        for update in updates:
+            one.record_capabilities(*update[:3], received_at=update[3])
+        expected = (one.latest(), [one.history(f"h{i}", limit=1000) for i in range(4)])
+    with open_store(f"sqlite:///{tmp_path / 'many.sqlite'}") as many:
+        changed = many.record_many(updates[:25]) + many.record_many(updates[25:])
+        got = (many.latest(), [many.history(f"h{i}", limit=1000) for i in range(4)])
+    assert got == expected
+    assert changed == sum(len(h) for h in expected[1])
+
+
+def test_history_by_age_and_services_forgotten(store) -> None:
+    store.record_many(
+        [("hostinfo", "old", [{"a": 1}], 100.0), ("hostinfo", "new", [{"a": 1}], 900.0)]
+    )
+    store.prune_history(older_than=500, now=1000.0)
+    assert store.history("old") == [] and len(store.history("new")) == 1
+    store.record_services([({"service": "hostinfo", "host": "old"}, 100.0),
+                           ({"service": "hostinfo", "host": "new"}, 900.0)])  # fmt: skip
+    assert store.prune_services(older_than=500, now=1000.0) == [("hostinfo", "old")]
+    assert [s["host"] for s in store.services()] == ["new"]
+    assert [r.host for r in store.latest()] == ["new"]
+    assert store.delete_service("hostinfo", "new") is True
+    assert store.delete_service("hostinfo", "new") is False
+    assert store.services() == [] and store.latest() == []
+
+
+def test_the_batch_writer_batches_and_flushes(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
+        manager = collector(store)
+        for n in range(3000):
+            manager.update_service_capabilities({}, "hostinfo", f"h{n % 50}", [{"n": n}])
+        manager.cleanup_host()
+        assert len(store.latest()) == 50
+        assert manager.writer.written == 3000
+        assert manager.writer.batches < 3000 / 10  # many per transaction
+
+
+@pytest.fixture
+def loads(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'loads.sqlite'}"
+    now = time.time()
+    with open_store(url) as store:
+        for n, load in enumerate([0.5, 1.5, 3.0, 1.0, 2.0]):
+            store.record_capabilities(
+                "hostinfo", "h1", [{"load": {"1m": load}, "cpu_count": 4}], now - 3000 + n * 600
+            )
+    return url
+
+
+def test_history_key_plots_min_max_last_and_raw_points(loads: str) -> None:
+    result = run("capabilities", "history", "h1", "--key", "load.1m", store_url=loads,
+                 env={"COLUMNS": "60"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("load.1m of hostinfo on h1: min 0.5, max 3, last 2 (5 changes")
+    chart = lines[1:11]
+    assert chart[0].startswith("  3 ┤") and chart[-1].startswith("0.5 ┤")
+    assert "█" in chart[0] and "─" in lines[11]
+    data = json.loads(run("capabilities", "history", "h1", "--key", "load.1m", "-f", "json",
+                          store_url=loads).stdout)  # fmt: skip
+    assert [row["value"] for row in data] == [0.5, 1.5, 3.0, 1.0, 2.0]
+    assert set(data[0]) == {"received_at", "service", "host", "key", "value"}
+    recent = run("capabilities", "history", "h1", "--key", "load.1m", "--since", "25m", "-f",
+                 "csv", store_url=loads)  # fmt: skip
+    assert recent.stdout.splitlines()[1:] and len(recent.stdout.splitlines()) == 3  # 2 points
+    # cpu_count never changed after it was added: one point, still a plot
+    nothing = run("capabilities", "history", "h1", "--key", "nope", store_url=loads)
+    assert nothing.returncode == 2 and "no change of 'nope'" in nothing.stderr
+    bad = run("capabilities", "history", "h1", "--since", "yesterday", store_url=loads)
+    assert bad.returncode == 2 and "--since" in bad.stderr

@@ -375,7 +375,8 @@ def test_list_option_from_environment_and_file(tmp_path):
     conf.write_text("[DEFAULT]\ncollector_topics = volume,backup\n")
     from_file = load_settings([str(conf)], environ={})
     assert from_file.collector_topics == ["volume", "backup"]
-    assert load_settings(environ={}).collector_topics == ["hostinfo"]
+    # Unset: the publishers of scheduler_topic's family (capabilities.families).
+    assert load_settings(environ={}).collector_topics is None
 
 
 def test_host_sample_default_is_not_this_machine():

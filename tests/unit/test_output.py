@@ -88,7 +88,7 @@ def test_plain_table_when_not_a_tty_has_no_ansi():
     assert ANSI not in text
     lines = text.splitlines()
     assert lines[0].split() == COLUMNS
-    assert lines[2].split() == ["gather_disk", "failed", "1.5", "OSError"]
+    assert lines[2].split() == ["gather_disk", "failed", "1.50s", "OSError"]
     assert len(lines) == 4
 
 
@@ -273,3 +273,135 @@ def test_colour_never_reaches_json_even_on_a_tty(colour_terminal):
     render(format="json", stream=stream)
     assert ANSI not in stream.getvalue()
     assert json.loads(stream.getvalue()) == RECORDS
+
+
+# ---------------------------------------------------------------------------
+# Tables that read at any width (issue 17), through Rich's recorded console
+
+
+def hostinfo_rows(hosts: int = 2) -> list[dict]:
+    rows = []
+    for number in range(hosts):
+        rows.append(
+            {
+                "service": "hostinfo",
+                "host": f"hostinfo-web-{number:02d}.example.org",
+                "state": "stale" if number else "fresh",
+                "age_s": 12.4 + 200 * number,
+                "cpu_count": 8,
+                "load.1m": 0.52,
+                "load.5m": 0.61,
+                "load.15m": 0.7,
+                "memory_total_mb": 15_923,
+                "memory_available_mb": 11_002,
+                "disk_total_gb": 467.3,
+                "disk_free_gb": 201.9,
+                "uptime_s": 86_400,
+                "platform": "linux",
+                "python_version": "3.11.7",
+                "hostname": f"hostinfo-web-{number:02d}",
+                "pools": [{"pool_name": "fake", "total_capacity_gb": "infinite"}] * 6,
+            }
+        )
+    return rows
+
+
+def recorded(rows: list[dict], width: int, wide: bool = False) -> tuple[str, list[str]]:
+    from rich.console import Console
+
+    from manager_cli.cli.output import rich_table
+
+    table, omitted = rich_table(list(rows[0]), rows, width=width, color=False, wide=wide)
+    console = Console(record=True, width=100_000 if wide else width, file=io.StringIO())
+    console.print(table)
+    return console.export_text(), omitted
+
+
+@pytest.mark.parametrize("width", [80, 140, 220])
+def test_identity_values_never_wrap_and_headers_never_break(width: int) -> None:
+    rows = hostinfo_rows()
+    text, omitted = recorded(rows, width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "service" in line)
+    shown = [col for col in rows[0] if col not in omitted]
+    for column in shown:
+        name = "age" if column == "age_s" else column
+        assert re.search(rf"(^|[\s│┃]){re.escape(name)}([\s│┃]|$)", header), (column, header)
+    for row in rows:
+        body = next(line for line in lines if row["host"] in line)  # whole, on one line
+        assert row["service"] in body and row["state"] in body
+    assert "12s" in text and "3m" in text  # ages relative
+    assert {"service", "host", "state", "age_s"}.isdisjoint(omitted)
+    if width == 80:
+        assert omitted  # what did not fit is left out (and named), not squeezed
+    assert omitted == [c for c in rows[0] if c in omitted]  # in order, the last ones first out
+
+
+def test_wide_shows_every_column_whole() -> None:
+    rows = hostinfo_rows()
+    text, omitted = recorded(rows, 80, wide=True)
+    assert omitted == []
+    assert "python_version" in text and '"pool_name":"fake"' in text
+    assert text.count("infinite") == 12  # the long pools cell is not cut
+
+
+def test_numbers_are_right_aligned_and_long_values_cut() -> None:
+    text, _ = recorded(hostinfo_rows(), 220)
+    lines = [line for line in text.splitlines() if "hostinfo-web" in line]
+    cells = [[c for c in re.split(r"[│┃]", line)] for line in lines]
+    header = next(line for line in text.splitlines() if "cpu_count" in line)
+    index = [c.strip() for c in re.split(r"[│┃]", header)].index("memory_total_mb")
+    assert cells[0][index].endswith("15923 ")  # right-aligned, one space of padding
+    few = [{k: row[k] for k in ("service", "host", "state", "pools")} for row in hostinfo_rows()]
+    text, omitted = recorded(few, 140)
+    lines = [line for line in text.splitlines() if "hostinfo-web" in line]
+    assert not omitted and len(lines) == 2  # one line per row
+    assert all("…" in line for line in lines)  # the long pools cell is cut, not wrapped
+
+
+def test_stale_rows_are_dim_and_states_coloured() -> None:
+    from rich.console import Console
+
+    from manager_cli.cli.output import rich_table
+
+    rows = hostinfo_rows()
+    table, _ = rich_table(list(rows[0])[:4], rows, width=140, color=True)
+    console = Console(record=True, width=140, file=io.StringIO(), color_system="truecolor")
+    console.print(table)
+    styled = console.export_text(styles=True)
+    stale_line = next(line for line in styled.splitlines() if "web-01" in line)
+    assert "\x1b[2" in stale_line  # dim
+
+
+def test_durations_read_in_ms_and_s_in_tables_but_stay_seconds_in_json() -> None:
+    from manager_cli.cli.output import precise_duration, relative_age
+
+    assert [precise_duration(s) for s in (0.00004, 0.0042, 0.25, 1.5, 12.34, 184)] == [
+        "0.0ms",
+        "4.2ms",
+        "250ms",
+        "1.50s",
+        "12.3s",
+        "3m04s",
+    ]
+    assert [relative_age(s) for s in (0, 12.9, 61, 7300, 200_000, -5)] == [
+        "0s",
+        "12s",
+        "1m",
+        "2h",
+        "2d",
+        "-5s",
+    ]
+    text = render(format="table")
+    assert "250ms" in text and "0.0ms" in text
+    assert json.loads(render(format="json"))[0]["duration"] == 0.25
+
+
+def test_a_narrow_terminal_gets_a_note_of_what_was_left_out(capsys) -> None:
+    stream = FakeTTY()
+    render_list(hostinfo_rows(), list(hostinfo_rows()[0]), OutputOptions(stream=stream, width=80))
+    err = capsys.readouterr().err
+    assert "left out to fit" in err and "--wide" in err
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
+    assert max(len(line) for line in plain.splitlines()) <= 80

@@ -274,6 +274,40 @@ def test_a_scheduler_dependent_manager_publishes_through_the_service(started):
     )
     assert cast["topic"] == "scheduler" and cast["fanout"] is True
     assert cast["args"] == {"service_name": "unit", "host": HOST, "capabilities": [{"free": 1}]}
+    record = service.record.state_report()
+    assert record["publishes_capabilities"] is True and record["scheduler_topic"] == "scheduler"
+
+
+def test_the_scheduler_topic_option_moves_publications_and_the_heartbeat_says_so(started):
+    service, _, _ = started(Publishing, scheduler_topic="cinder-scheduler")
+    assert wait_for(lambda: service.manager.last_capabilities)
+    ControlEndpoint(service).run_periodic_task({}, "publish_service_capabilities")
+    cast = next(
+        c for c in FakeClient.instances[-1].casts if c["method"] == "update_service_capabilities"
+    )
+    assert cast["topic"] == "cinder-scheduler"
+    assert service.record.state_report()["scheduler_topic"] == "cinder-scheduler"
+
+
+class Listening(Manager):
+    """A manager that joins another topic's fanout, as the collector joins the scheduler's."""
+
+    def fanout_listeners(self) -> list[tuple[str, Any]]:
+        return [("someone-elses", "a dispatcher")]
+
+
+def test_fanout_listeners_consume_a_fanout_queue_of_their_own_only(started):
+    service, events, servers = started(Listening)
+    main, listener = servers
+    assert "fanout_only" not in main.kwargs
+    assert listener.kwargs == {
+        "topic": "someone-elses",
+        "server": HOST,
+        "dispatcher": "a dispatcher",
+        "fanout_only": True,
+    }
+    service.stop()
+    assert events.count("server stopped") == 2
 
 
 # ---------------------------------------------------------------------------
@@ -359,7 +393,9 @@ def test_state_reports_every_report_interval(started):
     assert wait_for(lambda: len(FakeClient.instances[-1].casts) >= 4)
     casts = FakeClient.instances[-1].casts
     assert all(c["method"] == REPORT_METHOD for c in casts)
-    assert all(c["topic"] == "scheduler" and c["fanout"] for c in casts)
+    # managerctl's own topic: a real scheduler shares the scheduler topic's fanout and logs
+    # every report_service_state it cannot dispatch as an ERROR traceback.
+    assert all(c["topic"] == "managerctl" and c["fanout"] for c in casts)
     report = casts[-1]["args"]["service"]
     assert set(report) == {
         "service",
@@ -371,8 +407,14 @@ def test_state_reports_every_report_interval(started):
         "status",
         "updated_at",
         "report_count",
+        "rpc_api_version",
+        "publishes_capabilities",
+        "scheduler_topic",
     }
     assert report["host"] == HOST and report["status"] == "running"
+    # A plain Manager: a collector must never ask it to publish.
+    assert report["publishes_capabilities"] is False and report["scheduler_topic"] is None
+    assert report["rpc_api_version"] == "1.0"
     assert report["updated_at"] >= report["started"]
     counts = [c["args"]["service"]["report_count"] for c in casts]
     assert counts == sorted(counts) and len(set(counts)) == len(counts)

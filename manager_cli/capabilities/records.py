@@ -1,0 +1,213 @@
+"""Capability records and the pure functions over them: flatten, diff, rows and columns.
+
+What the collector keeps and ``capabilities`` shows, without any database or transport.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_STALE_AFTER",
+    "ROW_COLUMNS",
+    "SHADOW_PREFIX",
+    "CapabilityRecord",
+    "Change",
+    "canonical",
+    "capability_columns",
+    "capability_rows",
+    "diff_capabilities",
+    "flatten",
+    "flatten_capabilities",
+    "iso_time",
+    "key_series",
+    "pool_name",
+]
+
+# A service publishes every 60 s by default (periodic spacing); three missed publications make
+# its record stale, so one late run (fuzzy delay, a slow task) never flags a healthy host.
+DEFAULT_STALE_AFTER = 180.0
+
+
+# The fixed columns of a capability row; capability keys follow them.
+ROW_COLUMNS: tuple[str, ...] = ("service", "host", "state", "age_s", "received_at")
+# A capability key that would shadow a fixed column is shown under this prefix.
+SHADOW_PREFIX = "capabilities."
+# What names an item of a list-of-dict capability in its row's host (cinder: host@backend#pool).
+POOL_NAME_KEYS: tuple[str, ...] = ("pool_name", "name")
+
+
+# ---------------------------------------------------------------------------
+# Records and pure functions
+
+
+@dataclass(frozen=True)
+class CapabilityRecord:
+    """The last capabilities one service on one host published, and when they arrived."""
+
+    service: str
+    host: str
+    capabilities: list[Any]
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a service's capabilities: what was added, removed or changed, and when.
+
+    ``diff`` is ``{"added": {key: new}, "removed": {key: old}, "changed": {key: {"old", "new"}}}``
+    over flattened (dotted) keys.
+    """
+
+    service: str
+    host: str
+    received_at: float
+    diff: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys: {"load": {"1m": 0.5}} -> {"load.1m": 0.5}.
+
+    Lists and empty dicts are kept as values; a value that is not a dict becomes
+    ``{prefix or "value": value}``.
+    """
+    if not isinstance(value, dict):
+        return {prefix or "value": value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            flat.update(flatten(item, path))
+        else:
+            flat[path] = item
+    return flat
+
+
+def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
+    """A published capability list as dotted keys.
+
+    Services almost always publish one dict, whose keys are used as they are; several items
+    are told apart by their index (``0.cpu_count``, ``1.cpu_count``).
+    """
+    if not capabilities:
+        return {}
+    if len(capabilities) == 1:
+        return flatten(capabilities[0])
+    flat: dict[str, Any] = {}
+    for index, item in enumerate(capabilities):
+        flat.update(flatten(item, str(index)))
+    return flat
+
+
+def canonical(value: Any) -> str:
+    # Compared as canonical JSON, not with ==: 1 == True == 1.0 in Python, not to an operator.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """What changed from ``old`` to ``new``, on flattened keys (``old`` None: all added)."""
+    before = flatten_capabilities(old or [])
+    after = flatten_capabilities(new)
+    added = {key: value for key, value in after.items() if key not in before}
+    removed = {key: value for key, value in before.items() if key not in after}
+    changed = {
+        key: {"old": before[key], "new": value}
+        for key, value in after.items()
+        if key in before and canonical(before[key]) != canonical(value)
+    }
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as ISO 8601 in UTC, to the second: ``2026-05-20T13:24:00Z``."""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def pool_name(item: Mapping[str, Any], index: int) -> str:
+    """The name of one item of a list-of-dict capability: cinder's ``pool_name``, else
+    ``name``, else its index."""
+    for key in POOL_NAME_KEYS:
+        value = item.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return str(index)
+
+
+def _pooled_key(flat: Mapping[str, Any]) -> str | None:
+    """The one key whose value is a non-empty list of dicts (cinder's ``pools``), if one."""
+    found = [
+        key
+        for key, value in flat.items()
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def capability_rows(
+    records: Iterable[CapabilityRecord], now: float, stale_after: float
+) -> list[dict[str, Any]]:
+    """One row per (service, host): the fixed columns, then each capability key as a column.
+
+    ``state`` is ``"stale"`` when the record is older than ``stale_after`` seconds, else
+    ``"fresh"``; ``age_s`` is its age in seconds, ``received_at`` when it arrived (ISO 8601, UTC).
+
+    A record with one list-of-dict capability (cinder's ``pools``) gives one row per item, as
+    cinder names pools: host ``host@backend#pool``, the item's keys as ``pools.<key>`` columns
+    (``pools.total_capacity_gb``), the record's other keys repeated on each row.
+    """
+    rows = []
+    for record in records:
+        age = max(0.0, now - record.received_at)
+        row: dict[str, Any] = {
+            "service": record.service,
+            "host": record.host,
+            "state": "stale" if age > stale_after else "fresh",
+            "age_s": round(age, 1),
+            "received_at": iso_time(record.received_at),
+        }
+        flat = flatten_capabilities(record.capabilities)
+        pooled = _pooled_key(flat)
+        for key, value in flat.items():
+            if key != pooled:
+                row[SHADOW_PREFIX + key if key in ROW_COLUMNS else key] = value
+        if pooled is None:
+            rows.append(row)
+            continue
+        for index, item in enumerate(flat[pooled]):
+            pool_row = dict(row)
+            pool_row["host"] = f"{record.host}#{pool_name(item, index)}"
+            pool_row.update(flatten(item, pooled))
+            rows.append(pool_row)
+    return rows
+
+
+def capability_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The fixed columns, then every capability key of ``rows`` in sorted order."""
+    keys: set[str] = set()
+    for row in rows:
+        keys.update(row)
+    return list(ROW_COLUMNS) + sorted(keys.difference(ROW_COLUMNS))
+
+
+def key_series(changes: Iterable[Change], key: str) -> dict[str, list[tuple[float, Any]]]:
+    """The values ``key`` took, per service, from a host's changes (oldest first): a point at
+    each change that added or changed it (None where it was removed). Between two points the
+    value did not change: the history keeps changes only."""
+    series: dict[str, list[tuple[float, Any]]] = {}
+    for change in changes:
+        diff = change.diff
+        if key in diff.get("added", {}):
+            value = diff["added"][key]
+        elif key in diff.get("changed", {}):
+            value = diff["changed"][key].get("new")
+        elif key in diff.get("removed", {}):
+            value = None
+        else:
+            continue
+        series.setdefault(change.service, []).append((change.received_at, value))
+    return series
