@@ -372,7 +372,7 @@ class RPCClient:
             try:
                 self._start_replies()
             except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 405:  # RESOURCE_LOCKED
+                if exc.reply_code != refusals.RESOURCE_LOCKED:
                     raise
                 # The broker still holds the old connection and its exclusive queue: take a
                 # new name (calls in flight were failed already).
@@ -446,7 +446,7 @@ class RPCClient:
         try:
             self._passive_declare("exchange", exchange)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
+            if exc.reply_code != refusals.NOT_FOUND:
                 raise
             raise NoConsumerError(
                 f"exchange {exchange!r} does not exist on this virtual host: no service of "
@@ -521,7 +521,7 @@ class RPCClient:
         try:
             frame = self._passive_declare("queue", queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
+            if exc.reply_code != refusals.NOT_FOUND:
                 raise
             raise NoConsumerError(
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it does not exist",
@@ -933,7 +933,7 @@ class RPCClient:
                 channel.exchange_declare(exchange, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 self._check_channel = None
-                if exc.reply_code == 404:
+                if exc.reply_code == refusals.NOT_FOUND:
                     return []
                 raise
             msg_id = uuid.uuid4().hex

@@ -65,8 +65,10 @@ def vhost(rabbitmq):
     )
     consumer = pika.BlockingConnection(params)
     channel = consumer.channel()
+    channel.exchange_declare("openstack", "topic")
     for name in ("refused", "refused.h1"):
         channel.queue_declare(name, auto_delete=True)
+        channel.queue_bind(name, "openstack", routing_key=name)
         channel.basic_consume(name, lambda *args: None)
     try:
         yield VHOST

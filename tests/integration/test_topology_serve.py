@@ -37,8 +37,14 @@ class Echo:
 def served(rabbitmq, broker_url):
     topic = f"topo_{uuid.uuid4().hex[:8]}"
     endpoint = Echo()
+    # An exchange of its own: quorum options make it durable, and the session broker's
+    # "openstack" is not (serve would rightly refuse to start, 78).
     server = RPCServer(
-        broker_url + STREAM, topic=topic, server="s1", dispatcher=RPCDispatcher([endpoint])
+        broker_url + STREAM,
+        topic=topic,
+        server="s1",
+        dispatcher=RPCDispatcher([endpoint]),
+        exchange=f"x_{topic}",
     )
     server.start()
     try:
@@ -51,6 +57,7 @@ def served(rabbitmq, broker_url):
             for name in (topic, f"{topic}.s1", f"{topic}_fanout"):
                 channel.queue_delete(name)
             channel.exchange_delete(f"{topic}_fanout")
+            channel.exchange_delete(f"x_{topic}")
 
 
 def test_bad_messages_on_a_stream_do_not_close_the_server(rabbitmq, broker_url, served):
@@ -70,7 +77,10 @@ def test_bad_messages_on_a_stream_do_not_close_the_server(rabbitmq, broker_url, 
             exchange, "", good, pika.BasicProperties(content_type="application/json")
         )
     with RPCClient(broker_url + STREAM, timeout=10, exclusive=True) as client:
-        assert client.call({}, "echo", topic=topic, server="s1", args={"value": "x"}) == "x"
+        answer = client.call(
+            {}, "echo", topic=topic, server="s1", args={"value": "x"}, exchange=f"x_{topic}"
+        )
+        assert answer == "x"
     assert "after-bad" in endpoint.seen
     assert server._connection is connection_before  # never lost it
 
