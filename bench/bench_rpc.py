@@ -1,19 +1,33 @@
-"""RPC call throughput of managerctl's RPCClient beside a minimal raw-pika client and oslo.messaging.
+"""RPC call throughput of managerctl's server and client beside raw pika and oslo.messaging.
 
-Starts a throwaway RabbitMQ node (or uses ``--url``), runs a managerctl RPCServer with an ``echo``
-endpoint in a child process, then measures, against that one server:
+Starts a throwaway RabbitMQ node (or uses ``--url``) and, each in a child process of its own and
+on a topic of its own, three servers with an ``echo`` method:
 
-* sequential calls/s, p50 and p99 latency: a raw-pika client (the same wire format, one reply
-  queue reused), managerctl's RPCClient, and oslo.messaging's RPCClient;
+* the floor: a minimal raw-pika echo server (one thread, decode, ack, reply), with the same
+  contract as managerctl's server (at-most-once: ack before replying; prefetch bounded to
+  ``executor_threads``), so the gap to it is the framework's cost and nothing else;
+* managerctl's served manager, the ``serve`` path: a Service around the hostinfo manager, its
+  dispatcher carrying the control and base API endpoints;
+* an oslo.messaging RPC server (threading executor), for reference.
+
+Servers: a raw-pika client (the same wire format, one reply queue reused) against each of them,
+sequential and pipelined; ratios to the floor (targets for managerctl: >= 0.8 sequential,
+>= 0.7 pipelined).
+
+Clients, against managerctl's server:
+
+* sequential calls/s, p50 and p99 latency: a raw-pika client, managerctl's RPCClient, and
+  oslo.messaging's RPCClient;
 * pipelined calls/s (send all, then gather): raw pika and managerctl's ``call_many``.
 
 The rows "raw pika + confirms" show what publisher confirms would cost (pika's BlockingChannel
 waits for each confirm): the reason managerctl's calls go out mandatory without them
 (see client.py).
 
-The clients take turns (every 100 sequential calls; every pipelined round, median of
-``--rounds``), so that noise from other processes hits all of them alike; the ratio to raw pika
-is printed beside each figure (targets: >= 0.9 sequential, >= 0.8 pipelined). Not a test: it prints figures and never fails a build.
+The clients and servers take turns (every 100 sequential calls; every pipelined round, median
+of ``--rounds``), so that noise from other processes hits all of them alike; the ratio to raw
+pika is printed beside each client's figure (targets: >= 0.9 sequential, >= 0.8 pipelined).
+Not a test: it prints figures and never fails a build.
 
     .venv/bin/python bench/bench_rpc.py [--url rabbit://...] [--sequential 3000] [--pipelined 10000]
 """
@@ -21,40 +35,122 @@ is printed beside each figure (targets: >= 0.9 sequential, >= 0.8 pipelined). No
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import time
 import uuid
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-TOPIC = "bench_rpc"
+TOPIC = "bench_rpc"  # managerctl's served manager
+FLOOR_TOPIC = "bench_floor"  # the raw-pika echo server
+OSLO_TOPIC = "bench_oslo"  # the oslo.messaging server
 SERVER = "bench-1"
 CONTEXT = {"user": "bench", "request_id": "req-bench"}
 CHUNK = 100
+WARM_UP = 200
+# managerctl's default executor_threads, and so its default prefetch: the floor's too.
+PREFETCH = 8
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
 
 
 # ---------------------------------------------------------------------------
-# The server (child process)
+# The servers (child processes)
 
 
-def serve(
-    url: str, ready: multiprocessing.synchronize.Event, stop: multiprocessing.synchronize.Event
-) -> None:
-    from manager_cli.rpc.dispatcher import RPCDispatcher
-    from manager_cli.rpc.server import RPCServer
+def _pika_parameters(url: str):
+    import pika
+
+    from manager_cli.rpc.transport import parse_transport_url
+
+    host = parse_transport_url(url).hosts[0]
+    return pika.ConnectionParameters(
+        host.hostname, host.port, credentials=pika.PlainCredentials(host.username, host.password)
+    )
+
+
+def serve_floor(url: str, ready: Event, stop: Event) -> None:
+    """The floor: what a careful hand-written pika echo server does per request, nothing more."""
+    import pika
+
+    connection = pika.BlockingConnection(_pika_parameters(url))
+    channel = connection.channel()
+    channel.exchange_declare("openstack", "topic", durable=False, auto_delete=False)
+    channel.queue_declare(FLOOR_TOPIC, durable=False, auto_delete=False)
+    channel.queue_bind(FLOOR_TOPIC, "openstack", routing_key=FLOOR_TOPIC)
+    channel.basic_qos(prefetch_count=PREFETCH, global_qos=True)
+    props = pika.BasicProperties(
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_mode=2,
+        priority=0,
+        headers={},
+    )
+
+    def on_message(channel, method, properties, body: bytes) -> None:
+        message = json.loads(json.loads(body)["oslo.message"])
+        channel.basic_ack(method.delivery_tag)  # at-most-once: ack before running
+        reply = {
+            "result": message["args"].get("value"),
+            "failure": None,
+            "ending": True,
+            "_msg_id": message["_msg_id"],
+            "_unique_id": uuid.uuid4().hex,
+        }
+        envelope = {"oslo.version": "2.0", "oslo.message": json.dumps(reply)}
+        channel.basic_publish("", message["_reply_q"], json.dumps(envelope).encode(), props)
+
+    channel.basic_consume(FLOOR_TOPIC, on_message)
+    ready.set()
+    while not stop.is_set():
+        connection.process_data_events(time_limit=0.5)
+    channel.queue_delete(FLOOR_TOPIC)
+    connection.close()
+
+
+def serve_managerctl(url: str, ready: Event, stop: Event) -> None:
+    """managerctl's ``serve`` path: a Service around the hostinfo manager."""
+    import logging
+
+    from manager_cli.config import load_settings
+    from manager_cli.examples.hostinfo import HostInfoManager
+    from manager_cli.service import Service
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings([], []).with_overrides({"transport_url": url, "host": SERVER})
+    service = Service(HostInfoManager(host=SERVER), topic=TOPIC, settings=settings)
+    service.start()
+    ready.set()
+    stop.wait()
+    service.stop()
+
+
+def serve_oslo(url: str, ready: Event, stop: Event) -> None:
+    warnings.simplefilter("ignore")
+    import oslo_messaging
+    from oslo_config import cfg
 
     class Echo:
-        def echo(self, context: dict, **kwargs: object) -> object:
-            return kwargs
+        def echo(self, context, value=None):
+            return value
 
-    server = RPCServer(url, topic=TOPIC, server=SERVER, dispatcher=RPCDispatcher([Echo()]))
+    cfg.CONF([], project="bench_rpc")
+    transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
+    target = oslo_messaging.Target(topic=OSLO_TOPIC, server=SERVER)
+    server = oslo_messaging.get_rpc_server(transport, target, [Echo()], executor="threading")
     server.start()
     ready.set()
     stop.wait()
-    server.stop(graceful_timeout=5)
+    server.stop()
+    server.wait()
+    transport.cleanup()
 
 
 # ---------------------------------------------------------------------------
@@ -65,14 +161,7 @@ class RawPikaClient:
     def __init__(self, url: str, *, confirm: bool = False) -> None:
         import pika
 
-        from manager_cli.rpc.transport import parse_transport_url
-
-        host = parse_transport_url(url).hosts[0]
-        params = pika.ConnectionParameters(
-            host.hostname,
-            host.port,
-            credentials=pika.PlainCredentials(host.username, host.password),
-        )
+        params = _pika_parameters(url)
         self.pika = pika
         self.connection = pika.BlockingConnection(params)
         self.channel = self.connection.channel()
@@ -96,13 +185,13 @@ class RawPikaClient:
         message = json.loads(json.loads(body)["oslo.message"])
         self.replies[message["_msg_id"]] = message["result"]
 
-    def send(self, args: dict) -> str:
+    def send(self, args: dict, topic: str = TOPIC) -> str:
         msg_id = uuid.uuid4().hex
         message = {"method": "echo", "args": args, "_msg_id": msg_id, "_reply_q": self.reply_q}
         message.update({"_timeout": None, "_unique_id": uuid.uuid4().hex})
         message.update({"_context_" + k: v for k, v in CONTEXT.items()})
         body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)})
-        self.channel.basic_publish("openstack", TOPIC, body, self.props)
+        self.channel.basic_publish("openstack", topic, body, self.props)
         return msg_id
 
     def wait(self, msg_id: str, timeout: float = 60.0) -> object:
@@ -114,12 +203,18 @@ class RawPikaClient:
             self.connection.process_data_events(time_limit=remaining)
         return self.replies.pop(msg_id)
 
-    def call(self, args: dict) -> object:
-        return self.wait(self.send(args))
+    def call(self, args: dict, topic: str = TOPIC) -> object:
+        return self.wait(self.send(args, topic))
 
-    def call_many(self, count: int) -> list[object]:
-        ids = [self.send({"i": i}) for i in range(count)]
+    def call_many(self, count: int, topic: str = TOPIC) -> list[object]:
+        ids = [self.send({"value": i}, topic) for i in range(count)]
         return [self.wait(msg_id) for msg_id in ids]
+
+    def caller(self, topic: str) -> Callable[[dict], object]:
+        return functools.partial(self.call, topic=topic)
+
+    def pipeliner(self, topic: str) -> Callable[[int], list[object]]:
+        return functools.partial(self.call_many, topic=topic)
 
     def close(self) -> None:
         self.channel.queue_delete(self.reply_q)
@@ -141,9 +236,9 @@ class Sequential:
         started = time.perf_counter()
         for i in range(count):
             t0 = time.perf_counter()
-            result = call({"i": i})
+            result = call({"value": i})
             self.latencies.append(time.perf_counter() - t0)
-            if result != {"i": i}:
+            if result != i:
                 raise AssertionError(f"bad echo {result!r}")
         self.elapsed += time.perf_counter() - started
 
@@ -158,7 +253,7 @@ def pipelined(call_many: Callable[[int], list[object]], count: int) -> float:
     started = time.perf_counter()
     results = call_many(count)
     total = time.perf_counter() - started
-    if results[-1] != {"i": count - 1}:
+    if results[-1] != count - 1:
         raise AssertionError(f"bad echo {results[-1]!r}")
     return count / total
 
@@ -186,7 +281,9 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=3000)
     parser.add_argument("--pipelined", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-oslo", action="store_true", help="skip the oslo.messaging client")
+    parser.add_argument(
+        "--no-oslo", action="store_true", help="skip the oslo.messaging client and server"
+    )
     options = parser.parse_args()
 
     node = None
@@ -199,40 +296,149 @@ def main() -> int:
         node.start()
         url = node.url
     context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    server = context.Process(target=serve, args=(url, ready, stop), daemon=True)
-    server.start()
+    stop = context.Event()
+    targets = [serve_floor, serve_managerctl] + ([] if options.no_oslo else [serve_oslo])
+    servers = []
+    pids: dict[str, int] = {}
     try:
-        if not ready.wait(60):
-            print("the RPC server did not start", file=sys.stderr)
-            return 1
-        return run(url, options)
+        for target in targets:
+            ready = context.Event()
+            server = context.Process(target=target, args=(url, ready, stop), daemon=True)
+            server.start()
+            servers.append(server)
+            pids[target.__name__] = server.pid
+            if not ready.wait(60):
+                print(f"the server {target.__name__} did not start", file=sys.stderr)
+                return 1
+        return run(url, options, pids)
     finally:
         stop.set()
-        server.join(15)
-        if server.is_alive():
-            server.kill()
+        for server in servers:
+            server.join(15)
+            if server.is_alive():
+                server.kill()
         if node is not None:
             node.stop()
 
 
-def run(url: str, options: argparse.Namespace) -> int:
+def interleaved(calls: dict[str, Callable[[dict], object]], count: int) -> dict[str, Sequential]:
+    """Sequential figures of each call, taking turns every CHUNK calls, after a warm-up.
+
+    Taking turns means a burst of load from elsewhere on the machine hits them all alike; the
+    figures then cover all of each one's calls.
+    """
+    for call in calls.values():  # warm up: connections, reply queues, caches
+        Sequential().run(call, WARM_UP)
+    seq = {name: Sequential() for name in calls}
+    for done in range(0, count, CHUNK):
+        for name, call in calls.items():
+            seq[name].run(call, min(CHUNK, count - done))
+    return seq
+
+
+def rounds(
+    pipelines: dict[str, Callable[[int], list[object]]], options: argparse.Namespace, what: str
+) -> dict[str, float]:
+    """The median pipelined rate of each, over ``options.rounds`` rounds taken in turn."""
+    pipe: dict[str, list[float]] = {name: [] for name in pipelines}
+    for round_number in range(options.rounds):
+        print(f"{what}: pipelined round {round_number + 1}/{options.rounds} ...", file=sys.stderr)
+        for name, many in pipelines.items():
+            pipe[name].append(pipelined(many, options.pipelined))
+    return {name: statistics.median(rates) for name, rates in pipe.items()}
+
+
+def print_table(
+    title: str,
+    column: str,
+    seq: dict[str, Sequential],
+    pipe: dict[str, float],
+    base: str,
+    vs: str,
+    options: argparse.Namespace,
+    cpu: tuple[dict[str, float], dict[str, float]] | None = None,
+) -> None:
+    base_seq = seq[base].figures()[0]
+    base_pipe = pipe[base]
+    print(f"\n{title}: sequential calls ({options.sequential} each, interleaved by {CHUNK})")
+    cpu_title = f"{'CPU us/call':>13}" if cpu else ""
+    print(f"{column:<28}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{vs:>10}{cpu_title}")
+    for name, measured in seq.items():
+        rate, p50, p99 = measured.figures()
+        line = f"{name:<28}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}{rate / base_seq:>9.2f}x"
+        print(line + (f"{cpu[0][name]:>13.0f}" if cpu else ""))
+    print(
+        f"\n{title}: pipelined calls ({options.pipelined} per round, send all then gather, "
+        f"median of {options.rounds})"
+    )
+    print(f"{column:<28}{'calls/s':>10}{vs:>10}{cpu_title}")
+    for name, rate in pipe.items():
+        line = f"{name:<28}{rate:>10.0f}{rate / base_pipe:>9.2f}x"
+        print(line + (f"{cpu[1][name]:>13.0f}" if cpu else ""))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUMeter:
+    """Server CPU per call over a phase: robust to a loaded machine, where rates mostly
+    measure the neighbours. Covers each server's idle time during the others' turns too
+    (timers and heartbeats: small)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def per_call_us(self, calls: int) -> dict[str, float]:
+        return {
+            name: (cpu_seconds(pid) - self.start[name]) / calls * 1e6
+            for name, pid in self.pids.items()
+        }
+
+
+def run(url: str, options: argparse.Namespace, pids: dict[str, int]) -> int:
     from manager_cli.rpc.client import RPCClient
 
     raw = RawPikaClient(url)
-    confirmed = RawPikaClient(url, confirm=True)
-    ours = RPCClient(url)
 
     def ours_call(args: dict) -> object:
         return ours.call(CONTEXT, "echo", topic=TOPIC, args=args)
 
     def ours_many(count: int) -> list[object]:
         requests = [
-            {"context": CONTEXT, "method": "echo", "topic": TOPIC, "args": {"i": i}}
+            {"context": CONTEXT, "method": "echo", "topic": TOPIC, "args": {"value": i}}
             for i in range(count)
         ]
         return ours.call_many(requests)
 
+    # Servers: the same raw-pika client against each.
+    servers = {
+        "raw-pika echo server": (FLOOR_TOPIC, pids["serve_floor"]),
+        "managerctl serve": (TOPIC, pids["serve_managerctl"]),
+    }
+    if not options.no_oslo:
+        servers["oslo.messaging server"] = (OSLO_TOPIC, pids["serve_oslo"])
+    server_pids = {name: pid for name, (_topic, pid) in servers.items()}
+    meter = CPUMeter(server_pids)
+    server_seq = interleaved(
+        {n: raw.caller(t) for n, (t, _) in servers.items()}, options.sequential
+    )
+    seq_cpu = meter.per_call_us(WARM_UP + options.sequential)
+    meter = CPUMeter(server_pids)
+    server_pipe = rounds({n: raw.pipeliner(t) for n, (t, _) in servers.items()}, options, "servers")
+    pipe_cpu = meter.per_call_us(options.rounds * options.pipelined)
+
+    # Clients: each against managerctl's server. Connected only now: a BlockingConnection
+    # left idle through the servers' turns would miss its heartbeats and be dropped.
+    confirmed = RawPikaClient(url, confirm=True)
+    ours = RPCClient(url)
     clients: dict[str, Callable[[dict], object]] = {
         "raw pika": raw.call,
         "raw pika + confirms": confirmed.call,
@@ -243,25 +449,13 @@ def run(url: str, options: argparse.Namespace) -> int:
         oslo_call, oslo_cleanup = oslo_client(url)
         clients["oslo.messaging"] = oslo_call
         cleanup.append(oslo_cleanup)
-    for call in clients.values():  # warm up: connections, reply queues, caches
-        Sequential().run(call, 200)
-
-    # The clients take turns every CHUNK calls, so a burst of load from elsewhere on the
-    # machine hits them all alike; the figures then cover all of each client's calls.
-    seq = {name: Sequential() for name in clients}
-    for done in range(0, options.sequential, CHUNK):
-        for name, call in clients.items():
-            seq[name].run(call, min(CHUNK, options.sequential - done))
+    client_seq = interleaved(clients, options.sequential)
     pipelines = {
         "raw pika": raw.call_many,
         "raw pika + confirms": confirmed.call_many,
         "managerctl": ours_many,
     }
-    pipe: dict[str, list[float]] = {name: [] for name in pipelines}
-    for round_number in range(options.rounds):
-        print(f"pipelined round {round_number + 1}/{options.rounds} ...", file=sys.stderr)
-        for name, many in pipelines.items():
-            pipe[name].append(pipelined(many, options.pipelined))
+    client_pipe = rounds(pipelines, options, "clients")
 
     raw.close()
     confirmed.close()
@@ -269,21 +463,25 @@ def run(url: str, options: argparse.Namespace) -> int:
     for func in cleanup:
         func()
 
-    base_seq = seq["raw pika"].figures()[0]
-    base_pipe = statistics.median(pipe["raw pika"])
-    print(f"\nsequential calls ({options.sequential} each, interleaved by {CHUNK})")
-    print(f"{'client':<22}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs raw':>9}")
-    for name, measured in seq.items():
-        rate, p50, p99 = measured.figures()
-        print(f"{name:<22}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}{rate / base_seq:>8.2f}x")
-    print(
-        f"\npipelined calls ({options.pipelined} per round, send all then gather, "
-        f"median of {options.rounds})"
+    print_table(
+        "servers (a raw-pika client)",
+        "server",
+        server_seq,
+        server_pipe,
+        "raw-pika echo server",
+        "vs floor",
+        options,
+        (seq_cpu, pipe_cpu),
     )
-    print(f"{'client':<22}{'calls/s':>10}{'vs raw':>9}")
-    for name, rates in pipe.items():
-        rate = statistics.median(rates)
-        print(f"{name:<22}{rate:>10.0f}{rate / base_pipe:>8.2f}x")
+    print_table(
+        "clients (to managerctl serve)",
+        "client",
+        client_seq,
+        client_pipe,
+        "raw pika",
+        "vs raw",
+        options,
+    )
     return 0
 
 

@@ -6,18 +6,20 @@ Some facts a real service sets in its code, not in its config file, so a tool th
 leaves an ERROR traceback in its log), and each topic's endpoints answer only their own major
 version (a request at 1.0 gets UnsupportedVersion from cinder's 3.x). This table holds those
 facts, read from nova 34 and cinder 29 (design/PEERS.md), so that the defaults fit the service
-in front of the operator. Pure data: no imports, so every command can afford it.
+in front of the operator. Pure data: it imports only names.py, so every command can afford it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import names
+
 # oslo.messaging's own default control exchange, used by cinder and by managerctl.
 OSLO_DEFAULT_EXCHANGE = "openstack"
 
 # oslo's PingEndpoint method, there when the service runs with [DEFAULT] rpc_ping_enabled.
-OSLO_PING = "oslo_rpc_server_ping"
+OSLO_PING = names.OSLO_PING_METHOD
 
 # oslo.messaging's RPC server logs a NoSuchMethod for a method whose name ends in
 # "_ignore_errors" at DEBUG instead of as an ERROR with a traceback

@@ -6,9 +6,10 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
+from . import names
 from .errors import ManagerLoadError, UnknownNameError
 
-ENTRY_POINT_GROUP = "managerctl.managers"
+ENTRY_POINT_GROUP = names.MANAGER_ENTRY_POINT_GROUP
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import names
 from .errors import UnknownNameError
 from .periodic import PeriodicTasks, periodic_task, task_specs
 from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
@@ -24,16 +25,12 @@ LOG = logging.getLogger(__name__)
 
 # The seed's scheduler topic: where a SchedulerDependentManager publishes unless the
 # ``scheduler_topic`` option says otherwise (cinder's family uses ``cinder-scheduler``).
-SCHEDULER_TOPIC = "scheduler"
-# managerctl's own topic: the collector's RPC (heartbeats, its control endpoint) travels here, so
-# that nothing of managerctl's bookkeeping reaches a real scheduler (a topic managerctl does not
-# own). The one place this name is written.
-MANAGERCTL_TOPIC = "managerctl"
-BASE_API_NAMESPACE = "baseapi"
-BASE_API_VERSION = "1.1"
-
+SCHEDULER_TOPIC = names.SCHEDULER_TOPIC
+MANAGERCTL_TOPIC = names.MANAGERCTL_TOPIC
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
+BASE_API_VERSION = names.BASE_API_VERSION
 # The lifecycle hooks, in the order a service calls them.
-HOOKS: tuple[str, ...] = ("init_host", "pre_start_hook", "post_start_hook")
+HOOKS = names.HOOKS
 
 
 class CapabilityPublisher(Protocol):

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import __version__
+from . import __version__, names
 from .context import get_admin_context
 from .errors import ManagerCtlError, TaskFailedError, UnavailableError
 from .manager import MANAGERCTL_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
@@ -50,11 +50,11 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-CONTROL_NAMESPACE = "managerctl"
-CONTROL_API_VERSION = "1.0"
+CONTROL_NAMESPACE = names.CONTROL_NAMESPACE
+CONTROL_API_VERSION = names.CONTROL_API_VERSION
 # The fanout cast a service sends every report_interval to REPORT_TOPIC; the collector stores
 # what it carries.
-REPORT_METHOD = "report_service_state"
+REPORT_METHOD = names.REPORT_METHOD
 REPORT_TOPIC = MANAGERCTL_TOPIC
 # Shortest sleep of the periodic timer, so a task with a tiny spacing cannot spin a core.
 MIN_PERIODIC_SLEEP = 0.1
@@ -327,7 +327,7 @@ class Service:
             )
             listener.start()
             self._listeners.append(listener)
-            queues = getattr(listener, "queues", None) or [f"{topic}_fanout"]
+            queues = getattr(listener, "queues", None) or [names.fanout_exchange_name(topic)]
             LOG.info("listening to %s (a queue of its own: %s)", topic, ", ".join(queues))
 
     def _stop_servers(self) -> None:

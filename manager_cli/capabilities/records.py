@@ -5,11 +5,12 @@ What the collector keeps and ``capabilities`` shows, without any database or tra
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..timefmt import iso_utc
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -124,8 +125,7 @@ def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str
 
 def iso_time(timestamp: float) -> str:
     """A Unix time as ISO 8601 in UTC, to the second: ``2026-05-20T13:24:00Z``."""
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(timestamp)
 
 
 def pool_name(item: Mapping[str, Any], index: int) -> str:

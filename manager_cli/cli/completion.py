@@ -10,7 +10,9 @@ from __future__ import annotations
 import click
 from click.shell_completion import BashComplete, ShellComplete, get_completion_class
 
-PROG_NAME = "managerctl"
+from .. import names
+
+PROG_NAME = names.PROG_NAME
 COMPLETE_VAR = "_MANAGERCTL_COMPLETE"
 
 # shell -> file name under completions/ (zsh wants _NAME in $fpath; the others their own suffix).

@@ -12,8 +12,6 @@ from .common import load_manager, manager_name_argument, output_from
 from .complete import complete_hook_names
 from .output import output_options, render_list
 
-HOOK_CHOICES = ("init_host", "pre_start_hook", "post_start_hook")
-
 
 @click.group()
 def hooks() -> None:

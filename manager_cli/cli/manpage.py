@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import click
 
+from .. import names
 from ..errors import EXIT_CODES
 
-PROG_NAME = "managerctl"
+PROG_NAME = names.PROG_NAME
 SECTION = "1"
 
 # Variables every page documents; options with envvar= are added per command.

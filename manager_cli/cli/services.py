@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 
+from ..timefmt import iso_utc_or_as_is
 from .common import app_state, output_from
 from .complete import complete_hosts
 from .output import output_options, render_list
 
 SERVICE_COLUMNS = ["service", "host", "topic", "state", "updated_at", "age_s", "version", "pid"]
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
-    return value
 
 
 def service_rows(
@@ -41,12 +35,12 @@ def service_rows(
                 "host": record.get("host"),
                 "topic": record.get("topic"),
                 "state": "up" if up else "down",
-                "updated_at": _iso(updated_at),
+                "updated_at": iso_utc_or_as_is(updated_at),
                 "age_s": None if age is None else round(age, 1),
                 "version": record.get("version"),
                 "pid": record.get("pid"),
                 "status": record.get("status"),
-                "started": _iso(record.get("started")),
+                "started": iso_utc_or_as_is(record.get("started")),
                 "report_count": record.get("report_count"),
             }
         )

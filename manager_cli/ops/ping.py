@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import families
+from .. import families, names
 from ..errors import BadInputError, ManagerCtlError, NoConsumerError
 from . import fleet, verdict
 
-BASE_API_NAMESPACE = "baseapi"  # manager.BASE_API_NAMESPACE, not imported for start-up time
-BASE_API_VERSION = "1.1"
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
+BASE_API_VERSION = names.BASE_API_VERSION
 COLUMNS = ["host", "service", "arg", "rtt_ms", "outcome", "error"]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import families
+from .. import families, names
 from ..errors import (
     BadInputError,
     CallTimeoutError,
@@ -35,16 +35,14 @@ DOWN = "down"
 STUCK = "stuck"
 
 AUTO = "auto"
-PING = "ping"
+PING = names.PING_METHOD
 OSLO_PING = families.OSLO_PING
 # "quiet": a method oslo logs at DEBUG when it does not exist (families.QUIET_PROBE), at the
 # topic's own version: answered NoSuchMethod by any oslo service, no ERROR in its log.
 QUIET = "quiet"
 METHODS = (AUTO, PING, OSLO_PING, QUIET)
 
-# The nova-style base API (names.py-style copy: the manager module's imports would cost the
-# probe's start-up some 50 ms).
-BASE_API_NAMESPACE = "baseapi"
+BASE_API_NAMESPACE = names.BASE_API_NAMESPACE
 # Version 1.0 is the most compatible request: an endpoint at any 1.x accepts it, so nova's
 # BaseAPI (1.1), managerctl's (1.1) and an older or leaner 1.0 base API all return a real result,
 # where asking 1.1 would get UnsupportedVersion from a 1.0 one (alive all the same, but less
@@ -331,7 +329,7 @@ def probe_all(
                 verdict=ALIVE,
                 rtt_ms=round(reply.elapsed * 1000, 2),
                 answer=answer,
-                exchange=f"{topic}_fanout",
+                exchange=names.fanout_exchange_name(topic),
                 method=name,
                 service=_service_of(result),
                 detail=detail,

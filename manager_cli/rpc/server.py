@@ -53,6 +53,9 @@ _PIKA_ERRORS = (
 # What a lost connection, or a failed attempt to get a new one, raises.
 _CONNECTION_ERRORS = (*_PIKA_ERRORS, ManagerCtlError)
 RETURNED_CACHE = 1000
+# How long the I/O thread, having started a request on an idle server, waits for its reply
+# before it goes back to the socket (see _await_quick_reply).
+QUICK_REPLY_WAIT = 0.001
 
 
 class MessageTooLarge(wire.WireFormatError):
@@ -139,8 +142,12 @@ class RPCServer:
         # Owned by the I/O thread:
         self._backlog: collections.deque[tuple[int, wire.Request]] = collections.deque()
         self._jobs: set[_Job] = set()
+        # Jobs taken on during one pass of the I/O loop, started together by _start_taken().
+        self._taken: list[tuple[int, _Job]] = []
         self._seen: collections.deque[str] = collections.deque(maxlen=DUPLICATE_CACHE_SIZE)
         self._unsent: list[tuple[str, bytes]] = []
+        # Replies handed to pika but maybe not yet to the socket (see _publish_reply).
+        self._unflushed: list[tuple[str, bytes]] = []
         self._returned: dict[str, float] = {}
         self._dead_reply_queues: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._drain_scheduled = False
@@ -298,7 +305,12 @@ class RPCServer:
         connection = self._connection
         assert connection is not None
         while True:
+            # Whatever was published before process_data_events has been written when it
+            # returns (it polls until pika's output buffer is empty); replies published by the
+            # callbacks it runs are written in the next pass.
+            written = len(self._unflushed)
             if self._stopping:
+                # (Replies still in pika's buffer go out ahead of the close.)
                 if not self._jobs and not self._unsent:
                     return
                 remaining = self._graceful_deadline - time.monotonic()
@@ -311,6 +323,9 @@ class RPCServer:
                 connection.process_data_events(time_limit=remaining)
             else:
                 connection.process_data_events(time_limit=None)
+            del self._unflushed[:written]
+            while self._taken:
+                self._start_taken()
 
     def _lost_connection(self, exc: BaseException) -> None:
         LOG.warning(
@@ -321,6 +336,12 @@ class RPCServer:
         # Requests received but not started were never acked: the broker redelivers them.
         self._backlog.clear()
         self._stream_deliveries.clear()
+        # Replies that may have died in pika's buffer go out again after reconnecting (a
+        # caller drops a duplicate reply, never a missing one).
+        self._unsent.extend(self._unflushed)
+        self._unflushed = []
+        self._forget_taken(self._taken)
+        self._taken = []
         self._returned.clear()
         for job in self._jobs:
             job.timer = None  # timers die with their connection; _setup schedules new ones
@@ -483,6 +504,8 @@ class RPCServer:
             channel.basic_reject(delivery_tag, requeue=False)
 
     def _start_job(self, channel: Any, delivery_tag: int, request: wire.Request) -> None:
+        """Take a request on: it counts as running, and starts with the others taken in this
+        pass of the I/O loop (_start_taken)."""
         if request.unique_id is not None:
             if request.unique_id in self._seen:
                 LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
@@ -490,13 +513,63 @@ class RPCServer:
                 self._stream_deliveries.discard(delivery_tag)
                 return
             self._seen.append(request.unique_id)
-        channel.basic_ack(delivery_tag)
-        self._stream_deliveries.discard(delivery_tag)
         job = _Job(request)
         self._jobs.add(job)
-        if job.heartbeat_interval:
-            self._schedule_heartbeat(job)
-        self._work.put(job)
+        self._taken.append((delivery_tag, job))
+
+    def _start_taken(self) -> None:
+        """Ack the requests taken on, then hand them to the workers (I/O thread).
+
+        One pass of the I/O loop may deliver several requests; one ack covers them all
+        (``multiple``) when no request waits unacked in the backlog, since then every unacked
+        delivery up to the last tag is one of them. The ack goes out before any of them runs:
+        at-most-once, a crash from here on loses them rather than running them twice.
+        """
+        taken, self._taken = self._taken, []
+        was_idle = len(self._jobs) == len(taken)
+        channel = self._channel
+        try:
+            if self._backlog:
+                for delivery_tag, _job in taken:
+                    channel.basic_ack(delivery_tag)
+            else:
+                channel.basic_ack(max(tag for tag, _job in taken), multiple=True)
+        except _CONNECTION_ERRORS:
+            self._forget_taken(taken)
+            raise
+        for tag, job in taken:
+            self._stream_deliveries.discard(tag)
+            if job.heartbeat_interval:
+                self._schedule_heartbeat(job)
+            self._work.put(job)
+        if was_idle and not self._stopping:
+            self._await_quick_reply()
+
+    def _await_quick_reply(self) -> None:
+        """Wait up to QUICK_REPLY_WAIT for a reply on the outbox itself, then drain it.
+
+        Most methods answer within a millisecond. Waiting for the reply here, rather than in
+        the socket's poll, spares the worker its wake-up call (a pipe write) and this thread a
+        poll round to read it: on an otherwise idle server, the hop back from the worker then
+        costs about what a queue hand-off costs. A slow method only holds the socket for the
+        wait, so it cannot hold up other requests (nor a stop, nor a heartbeat) for longer.
+        Setting _drain_scheduled tells the workers no wake-up is needed; _drain_outbox clears
+        it before it reads the queue, so a reply put after the wait is never left behind.
+        """
+        self._drain_scheduled = True
+        try:
+            first = self._outbox.get(timeout=QUICK_REPLY_WAIT)
+        except queue.Empty:
+            first = None
+        self._drain_outbox(first)
+
+    def _forget_taken(self, taken: list[tuple[int, _Job]]) -> None:
+        """Requests taken on but not acked when the connection broke: the broker redelivers
+        them, and the copies must run, not be dropped as duplicates."""
+        for _tag, job in taken:
+            self._jobs.discard(job)
+            with contextlib.suppress(ValueError):
+                self._seen.remove(job.request.unique_id)
 
     def _start_backlog(self) -> None:
         channel = self._channel
@@ -558,13 +631,16 @@ class RPCServer:
 
     # -- replying (I/O thread) ---------------------------------------------------------------------
 
-    def _drain_outbox(self) -> None:
+    def _drain_outbox(self, first: tuple[_Job, bytes | None] | None = None) -> None:
         self._drain_scheduled = False
         while True:
-            try:
-                job, body = self._outbox.get_nowait()
-            except queue.Empty:
-                break
+            if first is not None:
+                (job, body), first = first, None
+            else:
+                try:
+                    job, body = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
             job.finished = True
             self._jobs.discard(job)
             if job.timer is not None and self._connection is not None:
@@ -587,10 +663,14 @@ class RPCServer:
             self._unsent.append((reply_q, body))
             return
         try:
-            channel.basic_publish("", reply_q, body, self._props, mandatory=True)
+            # BlockingChannel.basic_publish flushes the socket after every message, a poll round
+            # each; the channel under it only queues the frames, and the I/O loop's next pass
+            # writes every reply queued meanwhile in one go.
+            channel._impl.basic_publish("", reply_q, body, self._props, mandatory=True)
         except _CONNECTION_ERRORS:
             self._unsent.append((reply_q, body))
             raise
+        self._unflushed.append((reply_q, body))
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         """A reply came back: its queue is gone. Retry as oslo does, then give up on it."""

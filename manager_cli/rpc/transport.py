@@ -28,6 +28,7 @@ import pika
 import pika.exceptions
 from pika.adapters.utils import connection_workflow
 
+from .. import names
 from .. import redact as _redact
 from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
 
@@ -455,6 +456,4 @@ def connect(
 # Names (every declaration is in rpc.topology, in the shapes the options give)
 
 
-def fanout_exchange_name(topic: str) -> str:
-    """``<topic>_fanout``: never prefixed by the control exchange (PROTOCOL.md §1)."""
-    return f"{topic}_fanout"
+fanout_exchange_name = names.fanout_exchange_name

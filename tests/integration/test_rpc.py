@@ -526,6 +526,31 @@ def test_call_async_and_call_many(client):
     assert isinstance(results[51], NoConsumerError)
 
 
+def test_a_slow_method_does_not_hold_up_the_next_requests(client):
+    """The worker pool isolates a slow method: later calls to the same server are answered
+    while it runs (the I/O thread only waits a moment for a reply, never for the method)."""
+    slow = client.call_async({}, "sleep", topic=TOPIC, server="srv1", args={"seconds": 3.0})
+    for i in range(20):
+        assert client.call({}, "echo", topic=TOPIC, server="srv1", args={"i": i})["args"] == {
+            "i": i
+        }
+    assert not slow.done()
+    assert slow.result() == 3.0
+
+
+def test_requests_taken_in_one_pass_are_all_answered_once(client, endpoints):
+    """Many requests arrive in one pass of the I/O loop and are acked together: each runs once."""
+    tokens = [f"batch-{uuid.uuid4().hex}" for _ in range(40)]
+    results = client.call_many(
+        [
+            {"method": "count", "topic": TOPIC, "server": "srv2", "args": {"token": t}}
+            for t in tokens
+        ]
+    )
+    assert results == [1] * len(tokens)
+    assert [endpoints["srv2"].counts[token] for token in tokens] == [1] * len(tokens)
+
+
 def test_pending_call_result_with_a_short_wait_leaves_it_pending(client):
     pending = client.call_async({}, "sleep", topic=TOPIC, server="srv1", args={"seconds": 0.5})
     with pytest.raises(CallTimeoutError):
