@@ -197,3 +197,28 @@ def test_serve_refuses_a_vhost_of_another_shape(
     assert not _queue_exists(rabbitmq, vhost, f"{topic}.h1")
     if case != "quorum-queue":
         assert not _queue_exists(rabbitmq, vhost, topic)
+
+
+# -- 541: a deprecated feature RabbitMQ 4.x denies ---------------------------------------------
+
+
+def _have_rabbitmq4_rig() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("rigs.rabbitmq4") is not None
+    except ImportError:
+        return False
+
+
+if _have_rabbitmq4_rig():
+
+    def test_a_denied_deprecated_feature_is_78_naming_it_and_the_option(rabbitmq4_strict, tmp_path):
+        # oslo's default topology: a non-durable, non-exclusive topic queue, which a strict
+        # RabbitMQ 4 (as 4.3 by default) refuses with a connection-level 541.
+        env = _env(rabbitmq4_strict.url, tmp_path)
+        result = managerctl("serve", "hostinfo", "--host", "h1", "--topic", "strict", env=env)
+        assert result.returncode == 78, (result.returncode, result.stderr)
+        assert "transient_nonexcl_queues" in result.stderr
+        assert "rabbit_transient_quorum_queue = true" in result.stderr
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr
