@@ -80,8 +80,11 @@ class RPCServer:
     """Serve a dispatcher's endpoints on ``topic`` as ``server``, the way oslo's servers do.
 
     ``exchange`` overrides ``options.control_exchange``. ``executor_threads`` methods run at
-    once; as many more requests may wait, unacked, in the server (``basic_qos``; oslo's
-    ``rabbit_qos_prefetch_count`` replaces that bound when set). ``on_error(exc, request)`` is
+    once; as many more requests per consumed queue may wait, unacked, in the server (a
+    per-consumer ``basic_qos``, never a global one; oslo's ``rabbit_qos_prefetch_count``
+    replaces that bound when set). Every queue and exchange has the shape the rabbit options
+    give it (``rpc.topology``), and nothing is declared when one that exists has another
+    (ConfigError, naming the option to set). ``on_error(exc, request)`` is
     told of every failed request: a method that raised, a dispatch error, or a malformed
     message (``request`` None); it runs on a worker or the I/O thread and must not block.
     Requests larger than ``max_message_bytes`` are refused.
