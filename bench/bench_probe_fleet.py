@@ -58,7 +58,7 @@ def timed(argv: list[str], env: dict[str, str], *, shell: bool = False) -> float
     )
     elapsed = (time.perf_counter() - started) * 1000
     if result.returncode != 0:
-        raise SystemExit(f"{argv} exited {result.returncode}:\n{result.stderr.decode()}")
+        raise SystemExit(f"{str(argv)[:200]} exited {result.returncode}:\n{result.stderr.decode()}")
     return elapsed
 
 
