@@ -391,7 +391,7 @@ class Settings:
 
 
 def _files_from_dirs(config_dirs: Iterable[str]) -> list[str]:
-    files = []
+    files: list[str] = []
     for directory in config_dirs:
         if not os.path.isdir(directory):
             raise ConfigError(
@@ -493,7 +493,8 @@ def _read_with_oslo(config_files: Sequence[str], config_dirs: Sequence[str]) -> 
         from_file = location is not None and location.location == cfg.Locations.user
         if value is None and spec.default_factory is not None:
             value = spec.default_factory()
-        source = location.detail if from_file and location.detail else "default"
+        detail = location.detail if location is not None else None
+        source = detail if from_file and detail else "default"
         if (
             from_file
             and os.path.abspath(source) in service_files
