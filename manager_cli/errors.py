@@ -126,3 +126,30 @@ class AccessRefusedError(ManagerCtlError):
     """The broker refused the credentials or the permission, AMQP 403 (exit 77)."""
 
     exit_code = EXIT_ACCESS_REFUSED
+
+
+def remote_error_from(exc: BaseException, hint: str | None = None) -> BaseException:
+    """A remote failure as one readable line (exit 1), its traceback kept for --debug.
+
+    Only what wire.deserialize_failure rebuilt (it sets ``remote_traceback``) came from the
+    service; any other exception is local (a bug, or a lower-layer error nobody mapped) and is
+    returned as it is, so it reads as an internal error (exit 70), never as the remote method
+    having raised (exit 1). The line comes from the failure's own message, not ``str(exc)``,
+    which for a KeyError is the repr of its first argument with the whole remote traceback
+    escaped into it.
+    """
+    if isinstance(exc, RemoteError):
+        first = (exc.value or "").splitlines()
+        error = RemoteError(exc.exc_type, first[0] if first else "", exc.traceback)
+    elif isinstance(exc, ManagerCtlError) or not hasattr(exc, "remote_traceback"):
+        return exc
+    else:
+        message = getattr(exc, "remote_message", None)
+        if message is None:
+            message = (str(exc).splitlines() or [""])[0]
+        lines = message.splitlines()
+        error = RemoteError(
+            type(exc).__name__, lines[0] if lines else "", getattr(exc, "remote_traceback", None)
+        )
+    error.hint = hint
+    return error

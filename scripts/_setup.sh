@@ -86,5 +86,82 @@ managerctl_setup() {
     _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"
     if [ "${1:-}" = "--for-tests" ]; then
         _have_postgres || _die "PostgreSQL (initdb) still not found after apt-get install"
+        managerctl_setup_rabbitmq4
     fi
+}
+
+# RabbitMQ 4.0 for the tests/rabbitmq4 rigs (design/RABBITMQ.md): Debian 13's packages in a
+# chroot kept between runs, outside the repository. MANAGERCTL_RABBITMQ4_ROOT moves it. The
+# marker is written last, so a root without it (an interrupted build) is built again.
+MANAGERCTL_RABBITMQ4_ROOT="${MANAGERCTL_RABBITMQ4_ROOT:-/var/cache/managerctl-rabbitmq4/trixie}"
+_RABBITMQ4_MARKER=.managerctl-rabbitmq4-ready
+# The package's `adduser --system` would take uid 101, postgres on these hosts.
+_RABBITMQ4_UID=64760
+
+_debian_mirror() {
+    local uri=""
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)"
+    elif [ -f /etc/apt/sources.list ]; then
+        uri="$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)"
+    fi
+    printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+}
+
+_build_rabbitmq4_root() {
+    local root="$1" mirror log="$1.build.log"
+    mirror="$(_debian_mirror)"
+    _say "building the RabbitMQ 4.0 chroot in $root (debootstrap trixie from $mirror; one to a few minutes, log: $log)"
+    command -v debootstrap >/dev/null 2>&1 || _apt_install debootstrap
+    # Nothing is mounted under a root outside a private mount namespace, so removing it is
+    # safe; refuse if something is (another tool's mount), rather than delete through it.
+    if [ -d "$root" ]; then
+        if findmnt -rn -o TARGET | grep -q "^$root/"; then
+            _die "$root has mounts under it; unmount them first"
+        fi
+        _as_root rm -rf "$root"
+    fi
+    _as_root mkdir -p "$root"
+    _as_root unshare --mount --propagation private \
+        debootstrap --variant=minbase trixie "$root" "$mirror" >"$log" 2>&1 ||
+        _die "debootstrap trixie failed: $(tail -n 5 "$log")"
+    # No broker may start at install time; and a rabbitmq user whose uid is free on the host.
+    printf '#!/bin/sh\nexit 101\n' | _as_root tee "$root/usr/sbin/policy-rc.d" >/dev/null
+    _as_root chmod 755 "$root/usr/sbin/policy-rc.d"
+    local uid="$_RABBITMQ4_UID"
+    while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do
+        uid=$((uid + 1))
+    done
+    _as_root unshare --mount --propagation private sh -ec '
+        root="$1"; uid="$2"
+        mount -t proc proc "$root/proc"
+        mount -t sysfs sys "$root/sys"
+        mount --bind /dev/pts "$root/dev/pts"
+        chroot "$root" /bin/sh -ec "
+            groupadd --system --gid $uid rabbitmq
+            useradd --system --uid $uid --gid $uid --home-dir /var/lib/rabbitmq \
+                --shell /usr/sbin/nologin rabbitmq
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq --no-install-recommends rabbitmq-server
+            apt-get clean
+            mkdir -p /var/lib/rabbitmq
+            # One cookie made now: rigs started at the same time cannot race to create it.
+            head -c 32 /dev/urandom | od -An -tx1 | tr -d \" \\n\" > /var/lib/rabbitmq/.erlang.cookie
+            chown -R rabbitmq:rabbitmq /var/lib/rabbitmq
+            chmod 400 /var/lib/rabbitmq/.erlang.cookie
+        "
+    ' sh "$root" "$uid" >>"$log" 2>&1 ||
+        _die "installing rabbitmq-server in the chroot $root failed: $(tail -n 5 "$log")"
+    local version
+    version="$(_as_root chroot "$root" dpkg-query -W -f '${Version}' rabbitmq-server)"
+    printf 'rabbitmq-server %s uid %s\n' "$version" "$uid" | _as_root tee "$root/$_RABBITMQ4_MARKER" >/dev/null
+    _say "RabbitMQ $version ready in $root"
+}
+
+managerctl_setup_rabbitmq4() {
+    local root="$MANAGERCTL_RABBITMQ4_ROOT"
+    [ -f "$root/$_RABBITMQ4_MARKER" ] && [ -x "$root/usr/lib/rabbitmq/bin/rabbitmq-server" ] &&
+        return 0
+    _build_rabbitmq4_root "$root"
 }

@@ -14,11 +14,23 @@ import pytest
 from rigs.postgres import PostgresServer, ensure_postgres_installed
 from rigs.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
 
-BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url"})
+BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url", "rabbitmq4", "rabbitmq4_strict"})
 
 # A leaked reply or managerctl queue fails the run; MANAGERCTL_FAIL_ON_LEAKS=0 only warns.
 _LEAKS_KEY = pytest.StashKey[list]()
 _USED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI's timeout, `timeout 600 pytest`) unwinds like Ctrl-C, so fixtures still stop
+    # the brokers and peers they started; Python's default would exit without running them.
+    import signal
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,6 +78,40 @@ def broker_url(rabbitmq: RabbitMQNode) -> str:
     if not rabbitmq.is_running():
         rabbitmq.start()
     return rabbitmq.url
+
+
+def _rabbitmq4_node(strict: bool):
+    # tests/ is on sys.path (rootdir conftest): the rigs package lives beside the tests.
+    from rigs.rabbitmq4 import RabbitMQ4Node
+
+    try:
+        node = RabbitMQ4Node(strict=strict).start()
+    except RuntimeError as exc:  # no chroot, or the node did not start: FAIL, never skip
+        pytest.fail(f"could not start a RabbitMQ 4.0 node: {exc}", pytrace=False)
+    return node
+
+
+@pytest.fixture(scope="session")
+def rabbitmq4() -> Iterator:
+    """A RabbitMQ 4.0.5 node (Debian 13 chroot, design/RABBITMQ.md) with 4.0's defaults."""
+    node = _rabbitmq4_node(strict=False)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq4_strict() -> Iterator:
+    """A RabbitMQ 4.0.5 node denying transient_nonexcl_queues and global_qos, as 4.3 does.
+
+    Give each test its own vhost (``rabbitmq4_strict.add_vhost()``).
+    """
+    node = _rabbitmq4_node(strict=True)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")

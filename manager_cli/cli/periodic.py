@@ -10,11 +10,7 @@ from typing import Any
 import click
 
 from ..errors import (
-    PartialResultError,
-    RemoteError,
     TaskFailedError,
-    UnavailableError,
-    UnknownNameError,
 )
 from ..timefmt import iso_utc_or_as_is
 from .common import load_manager, manager_name_argument, output_from
@@ -120,148 +116,62 @@ def _topic(name: str, remote: Remote) -> str:
     return remote.topic or topic_for(name, cls)
 
 
-def _control_failure(exc: BaseException, where: str) -> BaseException:
-    """A remote failure as the error this CLI reports (exit code included)."""
-    from .rpc import _as_remote_error
+def _client(remote: Remote) -> Any:
+    from ..ops.clients import one_shot_client
+    from .common import app_state
 
-    if isinstance(exc, RemoteError):
-        if exc.exc_type == "UnknownNameError":
-            return UnknownNameError(f"{where}: {exc.value}")
-        if exc.exc_type in ("NoSuchMethod", "UnsupportedVersion"):
-            return RemoteError(
-                exc.exc_type,
-                f"{where} does not answer the managerctl control namespace ({exc.value})",
-                exc.traceback,
-            )
-    return _as_remote_error(exc)
+    return one_shot_client(app_state().settings, remote.timeout)
 
 
 def _call(method: str, args: dict[str, Any], name: str, remote: Remote) -> list[dict[str, Any]]:
     """Call a control method on one host; its rows."""
-    from ..context import get_admin_context
-    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
-    from .rpc import _settings_and_client
+    from ..ops.periodic import call_control
 
-    topic = _topic(name, remote)
-    _, client = _settings_and_client(remote.timeout)
-    with client:
-        try:
-            rows = client.call(
-                get_admin_context(),
-                method,
-                topic=topic,
-                server=remote.host,
-                args=args,
-                namespace=CONTROL_NAMESPACE,
-                version=CONTROL_API_VERSION,
-                timeout=remote.timeout,
-            )
-        except Exception as exc:
-            raise _control_failure(exc, f"{topic} on {remote.host}") from None
-    return list(rows or [])
+    assert remote.host is not None
+    with _client(remote) as client:
+        return call_control(
+            client,
+            method,
+            args,
+            topic=_topic(name, remote),
+            host=remote.host,
+            timeout=remote.timeout,
+        )
 
 
-@dataclass
-class Gathered:
-    """What a broadcast to every service of a topic brought back."""
+def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> Any:
+    """Call a control method on every service of the topic and gather the rows."""
+    from ..ops.periodic import gather_control
+    from .common import app_state
+    from .rpc import DEFAULT_GATHER_TIMEOUT
 
-    topic: str
-    rows: list[dict[str, Any]]
-    failures: list[BaseException]
-    answered: int
-    expected: int | None
-    missing: list[str]
-
-    def check(self) -> None:
-        """Exit 69 when nobody answered, 3 when an expected host is missing."""
-        if self.answered == 0:
-            raise UnavailableError(
-                f"no service of topic {self.topic} answered within the timeout",
-                hint="is it served by `managerctl serve`, and are --topic and the exchange right?",
-            )
-        if self.missing:
-            raise PartialResultError(
-                f"{self.answered} services answered; missing: {', '.join(self.missing)}"
-            )
-        if self.expected is not None and self.answered < self.expected:
-            raise PartialResultError(
-                f"{self.answered} of {self.expected} expected services answered"
-            )
-
-
-def _reply_host(result: Any) -> str | None:
-    if isinstance(result, list) and result and isinstance(result[0], dict):
-        host = result[0].get("host")
-        return str(host) if host is not None else None
-    return None
-
-
-def _broadcast(method: str, args: dict[str, Any], name: str, remote: Remote) -> Gathered:
-    """Call a control method on every service of the topic and gather the rows.
-
-    A reply carries no server identity on the wire: the host comes from the rows (every row of
-    the control endpoint names its host). A service with nothing to list answers anonymously.
-    """
-    from ..context import get_admin_context
-    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
-    from .rpc import DEFAULT_GATHER_TIMEOUT, _settings_and_client
-
-    topic = _topic(name, remote)
-    settings, client = _settings_and_client(remote.timeout)
-    wanted = remote.expect_hosts
     if remote.timeout is not None:
         timeout = remote.timeout
-    elif wanted or remote.expect:
-        timeout = float(settings.rpc_response_timeout)  # it ends as soon as they answered
+    elif remote.expect_hosts or remote.expect:
+        # It ends as soon as they answered.
+        timeout = float(app_state().settings.rpc_response_timeout)
     else:
         timeout = DEFAULT_GATHER_TIMEOUT
-
-    def all_wanted_answered(replies: list[Any]) -> bool:
-        answered = {_reply_host(reply.result) for reply in replies}
-        return all(host in answered for host in wanted)
-
-    with client:
-        replies = client.broadcast_call(
-            get_admin_context(),
+    with _client(remote) as client:
+        return gather_control(
+            client,
             method,
-            topic=topic,
-            args=args,
-            namespace=CONTROL_NAMESPACE,
-            version=CONTROL_API_VERSION,
+            args,
+            topic=_topic(name, remote),
             timeout=timeout,
-            expect=None if wanted else remote.expect,
-            stop_when=all_wanted_answered if wanted else None,
+            expect=remote.expect,
+            expect_hosts=remote.expect_hosts,
         )
-    rows: list[dict[str, Any]] = []
-    failures: list[BaseException] = []
-    hosts: set[str] = set()
-    for reply in replies:
-        if reply.failure is not None:
-            failures.append(_control_failure(reply.failure, f"a service of {topic}"))
-            continue
-        host = _reply_host(reply.result)
-        if host is not None:
-            hosts.add(host)
-        rows.extend(row for row in reply.result or [] if isinstance(row, dict))
-    return Gathered(
-        topic=topic,
-        rows=rows,
-        failures=failures,
-        answered=len(replies),
-        expected=len(wanted) if wanted else remote.expect,
-        missing=sorted(set(wanted) - hosts),
-    )
 
 
-def _raise_first_failure(gathered: Gathered) -> None:
-    if not gathered.failures:
-        return
-    if all(isinstance(exc, UnknownNameError) for exc in gathered.failures):
-        raise gathered.failures[0]
-    raise TaskFailedError(
-        f"{len(gathered.failures)} service(s) raised: {gathered.failures[0]}",
-        hint="rerun with --host for one of them",
-    )
+def _check(gathered: Any, *, failures: bool = True) -> None:
+    """Raise the verdict over the gathered answers, then the failures they carried."""
+    error = gathered.error
+    if error is not None:
+        raise error
+    failure = gathered.failure_error() if failures else None
+    if failure is not None:
+        raise failure
 
 
 # ---------------------------------------------------------------------------
@@ -337,8 +247,7 @@ def list_tasks(name: str, **kwargs: Any) -> None:
         return
     gathered = _broadcast("list_periodic_tasks", {}, name, remote)
     render_list([_task_row(task) for task in gathered.rows], columns, output)
-    gathered.check()
-    _raise_first_failure(gathered)
+    _check(gathered)
 
 
 @click.command("run-periodic")
@@ -387,12 +296,14 @@ def run_periodic(name: str, tasks: tuple[str, ...], run_all: bool, **kwargs: Any
         runs = gathered.rows
         render_list([_run_row(run) for run in runs], _with_host(RUN_COLUMNS, remote), output)
         if gathered.answered == 0:
-            gathered.check()
-        _raise_first_failure(gathered)
+            _check(gathered)
+        failure = gathered.failure_error()
+        if failure is not None:
+            raise failure
     failed = sorted({run["task"] for run in runs if run.get("outcome") == "failed"})
     if failed:
         raise TaskFailedError(
             f"periodic task {', '.join(failed)} failed", hint="see the error column"
         )
     if remote.all_hosts:
-        gathered.check()
+        _check(gathered, failures=False)

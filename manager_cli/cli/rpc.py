@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from ..errors import ManagerCtlError, RemoteError
 from .arguments import merge_args
 from .common import app_state, output_from
 from .complete import (
@@ -33,30 +32,9 @@ def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
 
 
 def _as_remote_error(exc: BaseException, hint: str | None = None) -> BaseException:
-    """A remote failure as one readable line (exit 1), its traceback kept for --debug.
+    from ..errors import remote_error_from
 
-    Only what wire.deserialize_failure rebuilt (it sets ``remote_traceback``) came from the
-    service; any other exception is local (a bug, or a lower-layer error nobody mapped) and is
-    returned as it is, so it reads as an internal error (exit 70), never as the remote method
-    having raised (exit 1). The line comes from the failure's own message, not ``str(exc)``,
-    which for a KeyError is the repr of its first argument with the whole remote traceback
-    escaped into it.
-    """
-    if isinstance(exc, RemoteError):
-        first = (exc.value or "").splitlines()
-        error = RemoteError(exc.exc_type, first[0] if first else "", exc.traceback)
-    elif isinstance(exc, ManagerCtlError) or not hasattr(exc, "remote_traceback"):
-        return exc
-    else:
-        message = getattr(exc, "remote_message", None)
-        if message is None:
-            message = (str(exc).splitlines() or [""])[0]
-        first = message.splitlines()
-        error = RemoteError(
-            type(exc).__name__, first[0] if first else "", getattr(exc, "remote_traceback", None)
-        )
-    error.hint = hint
-    return error
+    return remote_error_from(exc, hint)
 
 
 def _version_hint(exc: BaseException, topic: str, asked: str | None) -> str | None:

@@ -376,6 +376,11 @@ def _failure_reason(exc: BaseException) -> str:
         seen += 1
         if isinstance(exc, socket.gaierror):
             return f"cannot resolve the host name ({exc.strerror})"
+        if isinstance(exc, ssl.SSLError):  # an OSError too: say what TLS found, verbatim
+            return _tls_reason(exc)
+        if isinstance(exc, pika.exceptions.IncompatibleProtocolError):
+            # What a plain client meets at a TLS listener (or at anything that is not AMQP).
+            return "the port does not speak plain AMQP 0-9-1 (a TLS listener? set ssl = true)"
         if isinstance(exc, (socket.timeout, TimeoutError)) or "Timeout" in type(exc).__name__:
             return "timed out"
         if isinstance(exc, OSError) and exc.strerror:
@@ -394,6 +399,31 @@ def _failure_reason(exc: BaseException) -> str:
             break
         exc = inner
     return mask_url_passwords(type(exc).__name__)
+
+
+_TLS_PREFIX = "TLS: "
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = (exc.verify_message or "").rstrip(".") or "certificate verify failed"
+        return f"{_TLS_PREFIX}the broker's certificate was rejected: {detail}"
+    reason = (exc.reason or exc.strerror or type(exc).__name__).replace("_", " ").lower()
+    if "alert" in reason:  # the broker ended the handshake: it refused our certificate
+        return f"{_TLS_PREFIX}the broker refused the handshake ({reason})"
+    return f"{_TLS_PREFIX}handshake failed ({reason})"
+
+
+def _tls_hint(reasons: list[str]) -> str:
+    """What to change when every host failed in the TLS handshake."""
+    text = " ".join(reasons)
+    if "mismatch" in text:
+        return "connect with a host name the broker's certificate names (transport_url)"
+    if "certificate was rejected" in text:
+        return "set ssl_ca_file to the CA that signed the broker's certificate"
+    if "refused the handshake" in text:
+        return "check ssl_cert_file / ssl_key_file: the broker must trust the client certificate"
+    return "check that the port is the broker's TLS listener and the ssl_* options"
 
 
 # A handshake that times out surfaces as a connector error, which is neither an AMQPError nor
@@ -445,9 +475,12 @@ def connect(
             "the broker refused access: " + "; ".join(refused),
             hint="check the user, password and virtual host of transport_url",
         ) from None
+    tls_failures = [reason for reason in unreachable if _TLS_PREFIX in reason]
     raise BrokerUnreachableError(
         "cannot reach the message broker at " + ", ".join(unreachable),
-        hint="check transport_url and that RabbitMQ is running",
+        hint=_tls_hint(tls_failures)
+        if tls_failures and len(tls_failures) == len(unreachable)
+        else "check transport_url and that RabbitMQ is running",
     ) from None
 
 

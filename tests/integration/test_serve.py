@@ -400,7 +400,7 @@ def test_all_hosts_gathers_every_service_of_the_topic(serve):
         "json",
     )
     assert partial.returncode == 3, partial.stderr
-    assert "missing: ghost" in partial.stderr
+    assert "ghost (missing)" in partial.stderr
 
     fewer = one.run("run-periodic", "hostinfo", "--all-hosts", "--expect", "3", "--timeout", "1")
     assert fewer.returncode == 3 and "2 of 3" in fewer.stderr
