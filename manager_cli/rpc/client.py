@@ -324,7 +324,7 @@ class RPCClient:
                     channel.queue_delete(self._reply_q)
             except _CONNECTION_ERRORS:
                 LOG.debug("could not delete reply queue %s", self._reply_q)
-            with contextlib.suppress(_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
 
     def connect(self) -> None:
@@ -361,9 +361,15 @@ class RPCClient:
         self._last_io = time.monotonic()
         self._open_channel()
 
+    @property
+    def _live_connection(self) -> pika.BlockingConnection:
+        """The connection, once _connect() made it (every caller runs after it)."""
+        assert self._connection is not None, "not connected"
+        return self._connection
+
     def _open_channel(self) -> None:
         """The channel calls and replies use; consumes the reply queue if there is one."""
-        channel = self._connection.channel()
+        channel = self._live_connection.channel()
         channel.add_on_return_callback(self._on_return)
         self._channel = channel
         self._consuming = False
@@ -382,7 +388,7 @@ class RPCClient:
         connection, self._connection = self._connection, None
         self._channel = self._cast_channel = self._check_channel = None
         if connection is not None and connection.is_open:
-            with contextlib.suppress(_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
 
     def _ready(self) -> None:
@@ -449,7 +455,7 @@ class RPCClient:
         self._exchanges_ok.add(exchange)
 
     def _open_cast_channel(self) -> None:
-        channel = self._connection.channel()
+        channel = self._live_connection.channel()
         channel.confirm_delivery()
         self._cast_channel = channel
 
@@ -466,7 +472,7 @@ class RPCClient:
             channel = self._check_channel
             try:
                 if channel is None or not channel.is_open:
-                    channel = self._check_channel = self._connection.channel()
+                    channel = self._check_channel = self._live_connection.channel()
                 if kind == "queue":
                     return channel.queue_declare(name, passive=True)
                 return channel.exchange_declare(name, passive=True)
@@ -602,7 +608,7 @@ class RPCClient:
                 self._timed_out = True
                 return
             try:
-                self._connection.process_data_events(time_limit=deadline - now)
+                self._live_connection.process_data_events(time_limit=deadline - now)
             except _CONNECTION_ERRORS:
                 LOG.warning("connection to the broker lost while waiting; reconnecting")
                 self._reset()
@@ -755,8 +761,8 @@ class RPCClient:
 
         Each request is a dict of ``call()``'s arguments (``context``, ``method``, ``topic``, ...).
         """
-        requests = [dict(request) for request in requests]
-        for request in requests:
+        copies = [dict(request) for request in requests]
+        for request in copies:
             unknown = set(request) - _CALL_KEYS
             if unknown or "method" not in request or "topic" not in request:
                 raise BadInputError(
@@ -765,7 +771,7 @@ class RPCClient:
                 )
         with self._lock:
             sent: list[_Call | BaseException] = []
-            for request in requests:
+            for request in copies:
                 try:
                     sent.append(
                         self._send_call(
@@ -886,7 +892,7 @@ class RPCClient:
             exchange = transport.fanout_exchange_name(topic)
             channel = self._check_channel
             if channel is None or not channel.is_open:
-                channel = self._check_channel = self._connection.channel()
+                channel = self._check_channel = self._live_connection.channel()
             try:
                 channel.exchange_declare(exchange, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
@@ -917,7 +923,7 @@ class RPCClient:
                     if remaining <= 0:
                         break
                     try:
-                        self._connection.process_data_events(time_limit=remaining)
+                        self._live_connection.process_data_events(time_limit=remaining)
                     except _CONNECTION_ERRORS:
                         LOG.warning("connection to the broker lost during a broadcast call")
                         self._reset()
@@ -925,4 +931,5 @@ class RPCClient:
             finally:
                 self._calls.pop(msg_id, None)
                 self._last_io = time.monotonic()
+            assert call.replies is not None  # a broadcast's list, from the start
             return list(call.replies)
