@@ -6,12 +6,11 @@
    < 2 s table. The Rich table a terminal gets is timed too, through a pseudo-terminal.
 2. Intake, store alone: ``record_capabilities`` calls/s in one process (every call a change, so
    each one also writes a history row), on SQLite and, when PostgreSQL is installed, PostgreSQL.
-3. Intake, collector end to end: ``--updates`` casts of ``update_service_capabilities`` queued on
-   a throwaway RabbitMQ (on the collector's own topic queue, ``managerctl``: its scheduler
-   fanout queue is its own and exists only while it runs), then ``managerctl serve collector``
-   started: updates/s from the first write to the last one in the store (the sustained rate,
-   start-up excluded), beside the same run's store-alone figure. Targets: >= 5,000/s SQLite,
-   >= 2,000/s PostgreSQL.
+3. Intake, collector end to end: ``managerctl serve collector`` started and frozen (SIGSTOP),
+   ``--updates`` casts of ``update_service_capabilities`` (cinder's 3.3) fanned out to
+   ``scheduler_fanout`` so they queue on its own fanout queue, then thawed: updates/s from the
+   first write to the last one in the store (start-up excluded), beside the same run's
+   store-alone figures. Targets: >= 5,000/s SQLite, >= 2,000/s PostgreSQL.
 
 Not a test: it prints figures and never fails a build.
 
@@ -187,34 +186,14 @@ def bench_retention(url: str, hosts: int, rounds: int) -> None:
 
 
 def bench_collector(options: argparse.Namespace, store_url: str, label: str, rabbit_url: str):
-    """Queue the casts, start a collector, rate from the first to the last arrival."""
+    """Start a collector, freeze it, queue the casts on its scheduler fanout queue, thaw it:
+    the rate from the first write seen to the last."""
     import pika
 
-    from manager_cli.manager import MANAGERCTL_TOPIC
+    from manager_cli.capabilities import open_store
     from manager_cli.rpc import transport, wire
-    from manager_cli.rpc.transport import RabbitOptions
 
     hosts = 500
-    connection = transport.connect(rabbit_url)
-    channel = connection.channel()
-    transport.declare_control_exchange(channel, RabbitOptions(), "openstack")
-    transport.declare_topic_queue(channel, RabbitOptions(), "openstack", MANAGERCTL_TOPIC)
-    channel.queue_purge(MANAGERCTL_TOPIC)
-    props = pika.BasicProperties(**wire.BASE_PROPERTIES)
-    for n in range(options.updates):
-        body = wire.encode_envelope(
-            wire.build_request(
-                "update_service_capabilities",
-                {
-                    "service_name": "hostinfo",
-                    "host": f"host{n % hosts:04d}",
-                    "capabilities": capabilities_of(n % hosts, 20, n),
-                },
-                context={"user": "bench"},
-            )
-        )
-        channel.basic_publish("openstack", MANAGERCTL_TOPIC, body, props)
-    connection.close()
     env = clean_env(
         MANAGERCTL_TRANSPORT_URL=rabbit_url,
         MANAGERCTL_CAPABILITIES_STORE=store_url,
@@ -222,16 +201,43 @@ def bench_collector(options: argparse.Namespace, store_url: str, label: str, rab
         MANAGERCTL_PERIODIC_FUZZY_DELAY="0",
     )
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
-    started = time.perf_counter()
     proc = subprocess.Popen(
         [MANAGERCTL, "serve", "collector", "--host", "bench-collector"],
         env=env,
         stdout=log,
         stderr=log,
     )
+    connection = transport.connect(rabbit_url)
     try:
-        from manager_cli.capabilities import open_store
-
+        channel = connection.channel()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # The collector's own queue on the fanout exists once it listens.
+            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                probe = connection.channel()
+                probe.exchange_declare("scheduler_fanout", passive=True)
+                probe.close()
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGSTOP)  # the casts queue up while it cannot read them
+        props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+        for n in range(options.updates):
+            body = wire.encode_envelope(
+                wire.build_request(
+                    "update_service_capabilities",
+                    {
+                        "service_name": "hostinfo",
+                        "host": f"host{n % hosts:04d}",
+                        "capabilities": capabilities_of(n % hosts, 20, n),
+                    },
+                    context={"user": "bench"},
+                    version="3.3",
+                )
+            )
+            channel.basic_publish("scheduler_fanout", "", body, props)
+        started = time.perf_counter()
+        proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 600
         first_seen: tuple[float, int] | None = None
         with open_store(store_url) as store:
@@ -250,17 +256,17 @@ def bench_collector(options: argparse.Namespace, store_url: str, label: str, rab
         rate = (options.updates - first_seen[1]) / span if span > 0 else float("nan")
         print(f"{label:<28}{rate:>12.0f}{drained:>14.1f}")
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
         if proc.poll() is None:
             proc.kill()
         log.close()
-        connection = transport.connect(rabbit_url)
-        with contextlib.suppress(Exception):
-            connection.channel().queue_delete(MANAGERCTL_TOPIC)
-        with contextlib.suppress(Exception):
-            connection.channel().queue_delete(f"{MANAGERCTL_TOPIC}.bench-collector")
+        for name in ("managerctl", "managerctl.bench-collector"):
+            with contextlib.suppress(Exception):
+                connection.channel().queue_delete(name)
         connection.close()
 
 
@@ -279,6 +285,7 @@ def main() -> int:
     parser.add_argument("--url", help="use this RabbitMQ instead of a throwaway node")
     parser.add_argument("--no-tty", action="store_true", help="skip the Rich (terminal) table")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-render", action="store_true", help="skip the render figures")
     parser.add_argument(
         "--retention-hosts", type=int, default=1000, help="hosts of the retention run (0: skip)"
     )
@@ -289,7 +296,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-capabilities-") as tmp:
         workdir = Path(tmp)
-        bench_render(options, workdir)
+        if not options.skip_render:
+            bench_render(options, workdir)
 
         postgres = None
         if not options.skip_postgres:

@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 DEFAULT_GROUP = "DEFAULT"
 RABBIT_GROUP = "oslo_messaging_rabbit"
+MANAGERCTL_GROUP = "managerctl"
 ENV_PREFIX = "MANAGERCTL_"
 
 
@@ -190,6 +191,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "float",
         180.0,
         "Capabilities older than this (seconds) are shown as stale: three missed publications.",
+    ),
+    OptionSpec(
+        "metrics_listen",
+        "str",
+        None,
+        "HOST:PORT where `serve` exposes Prometheus metrics at /metrics (e.g. 127.0.0.1:9464, "
+        ":9464 for all interfaces); unset, no metrics are collected or exposed.",
+        group=MANAGERCTL_GROUP,
     ),
     OptionSpec(
         "heartbeat_timeout_threshold",
@@ -446,66 +455,80 @@ class _FileValues(dict):
     service_host: str | None
 
 
+def _parse_files(files: Sequence[str]) -> Any:
+    """The files parsed by oslo.config with managerctl's options registered."""
+    from oslo_config import cfg
+
+    conf = cfg.ConfigOpts()
+    for group, opts in list_opts():
+        conf.register_opts(opts, group=None if group == DEFAULT_GROUP else group)
+    try:
+        conf(args=[], project="managerctl", default_config_files=list(files), use_env=False)
+    except cfg.Error as exc:
+        raise ConfigError(f"invalid configuration: {exc}", hint="fix the config file") from None
+    return conf
+
+
+def _value_in(conf: Any, spec: OptionSpec) -> tuple[Any, str | None]:
+    """(value, the file that set it) of one option, or (default, None) if no file did."""
+    from oslo_config import cfg
+
+    group = None if spec.group == DEFAULT_GROUP else spec.group
+    section = conf if group is None else conf[spec.group]
+    try:
+        value = section[spec.name]
+        location = conf.get_location(spec.name, group)
+    except (cfg.Error, ValueError) as exc:
+        raise ConfigError(_invalid_value_message(spec, exc), hint="fix the config file") from None
+    if location is not None and location.location == cfg.Locations.user:
+        return value, location.detail or "config file"
+    return value, None
+
+
 def _read_with_oslo(config_files: Sequence[str], config_dirs: Sequence[str]) -> _FileValues:
     """Read the files with oslo.config, as an OpenStack service would.
 
     A service's own file (``is_service_config``) sets only the options marked ``shared`` and
     those of ``[oslo_messaging_rabbit]``: how to reach and speak to that service. Its other
     options that share a name with managerctl's (``host``, ``report_interval``,
-    ``periodic_fuzzy_delay``) describe the service, not managerctl, and are kept aside.
+    ``periodic_fuzzy_delay``) describe the service, not managerctl, and are kept aside. The two
+    kinds of file are parsed apart, so that what a service's file sets can never pass for a
+    value of managerctl's own file (oslo names one location per option, whichever file set
+    it); managerctl's own files win where both set a shared option.
     """
-    from oslo_config import cfg
-
     for path in config_files:
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise ConfigError(f"cannot read config file {path}", hint="check --config-file")
-    conf = cfg.ConfigOpts()
-    for group, opts in list_opts():
-        conf.register_opts(opts, group=None if group == DEFAULT_GROUP else group)
-    try:
-        conf(
-            args=[],
-            project="managerctl",
-            default_config_files=list(config_files),
-            default_config_dirs=list(config_dirs),
-            use_env=False,
-        )
-    except cfg.Error as exc:
-        raise ConfigError(f"invalid configuration: {exc}", hint="fix the config file") from None
+    files = list(config_files) + _files_from_dirs(config_dirs)
+    service_files = [path for path in files if is_service_config(path)]
+    own_files = [path for path in files if path not in service_files]
+    own = _parse_files(own_files) if own_files else None
+    service = _parse_files(service_files) if service_files else None
     values = _FileValues()
     values.ignored, values.service_host = [], None
-    service_files = {
-        os.path.abspath(path)
-        for path in list(config_files) + _files_from_dirs(config_dirs)
-        if is_service_config(path)
-    }
     for spec in OPTIONS:
-        section = conf if spec.group == DEFAULT_GROUP else conf[spec.group]
-        try:
-            value = section[spec.name]
-            location = conf.get_location(
-                spec.name, None if spec.group == DEFAULT_GROUP else spec.group
-            )
-        except (cfg.Error, ValueError) as exc:
-            raise ConfigError(
-                _invalid_value_message(spec, exc), hint="fix the config file"
-            ) from None
-        from_file = location is not None and location.location == cfg.Locations.user
-        if value is None and spec.default_factory is not None:
+        value, source = spec.default_value(), None
+        if own is not None:
+            value, source = _value_in(own, spec)
+        if source is None and service is not None:
+            service_value, service_source = _value_in(service, spec)
+            if service_source is not None:
+                if spec.shared or spec.group == RABBIT_GROUP:
+                    value, source = service_value, service_source
+                else:
+                    if spec.name == "host" and spec.group == DEFAULT_GROUP:
+                        values.service_host = str(service_value)
+                    values.ignored.append(
+                        OptionValue(
+                            spec.group, spec.name, service_value, service_source, spec.secret
+                        )
+                    )
+        if source is None:
+            value = spec.default_value()
+        elif value is None and spec.default_factory is not None:
             value = spec.default_factory()
-        detail = location.detail if location is not None else None
-        source = detail if from_file and detail else "default"
-        if (
-            from_file
-            and os.path.abspath(source) in service_files
-            and not (spec.shared or spec.group == RABBIT_GROUP)
-        ):
-            if spec.name == "host" and spec.group == DEFAULT_GROUP:
-                values.service_host = str(value)
-            values.ignored.append(OptionValue(spec.group, spec.name, value, source, spec.secret))
-            value, from_file = spec.default_value(), False
         values[(spec.group, spec.name)] = OptionValue(
-            spec.group, spec.name, value, source if from_file else "default", spec.secret
+            spec.group, spec.name, value, source or "default", spec.secret
         )
     return values
 

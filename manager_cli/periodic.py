@@ -177,6 +177,8 @@ class PeriodicTasks:
 
     _periodic_tasks: tuple[TaskSpec, ...] = ()
     _periodic_disabled: tuple[str, ...] = ()
+    # Told of every TaskRun as it is recorded (service metrics); must not raise or block.
+    on_task_run: Callable[[TaskRun], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -327,6 +329,11 @@ class PeriodicTasks:
     def _record(self, record: TaskRun) -> TaskRun:
         self._last_records[record.task] = record
         self._history.append(record)
+        if self.on_task_run is not None:
+            try:
+                self.on_task_run(record)
+            except Exception:
+                LOG.exception("the on_task_run observer raised")
         return record
 
     def _lookup(self, name: str) -> TaskSpec:

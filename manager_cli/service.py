@@ -137,6 +137,12 @@ class ControlEndpoint:
         return [{**self._identity(), **asdict(run)} for run in self._service.hook_runs]
 
 
+# The capabilities publication of a SchedulerDependentManager (manager.py), and how long the
+# answer to "does a scheduler of another service consume this topic?" is kept.
+CAPABILITIES_METHOD = "update_service_capabilities"
+FOREIGN_SCHEDULER_CHECK_TTL = 60.0
+
+
 class BrokerPublisher:
     """Fanout casts that survive the broker going away: never raises, one log line a failure.
 
@@ -151,6 +157,10 @@ class BrokerPublisher:
         self._lock = threading.Lock()
         self._failing = False
         self.failures = 0
+        self._scheduler_checks: dict[str, tuple[bool, float]] = {}
+        self._warned: set[str] = set()
+        # Told (method, sent) of every cast (service metrics); must not raise or block.
+        self.on_send: Callable[[str, bool], None] | None = None
 
     def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> bool:
         """Send ``method(**args)`` to every server of ``topic``; False (logged) if it failed.
@@ -161,6 +171,9 @@ class BrokerPublisher:
             try:
                 if self._client is None:
                     self._client = self._client_factory()
+                if method == CAPABILITIES_METHOD and self._foreign_scheduler(topic):
+                    self._sent(method, False)
+                    return False
                 self._client.cast(context, method, topic=topic, fanout=True, args=args)
             except Exception as exc:
                 self.failures += 1
@@ -172,11 +185,49 @@ class BrokerPublisher:
                     topic,
                     _one_line(exc),
                 )
+                self._sent(method, False)
                 return False
             if self._failing:
                 self._failing = False
                 LOG.info("the broker is reachable again: %s to %s sent", method, topic)
+            self._sent(method, True)
             return True
+
+    def _foreign_scheduler(self, topic: str) -> bool:
+        """True when a real scheduler (nova's, cinder's) consumes ``topic``'s shared queue.
+
+        managerctl never consumes a scheduler topic's shared queue (its collector hears the
+        fanout through a queue of its own), so a consumer there is a service of another family:
+        nova-scheduler logs an ERROR traceback for every update_service_capabilities at a
+        version it does not speak. Such a publication is skipped, with one warning that says
+        what to set. The answer is kept for a minute: one passive declare per interval at most.
+        """
+        now = time.monotonic()
+        known = self._scheduler_checks.get(topic)
+        if known is not None and known[1] > now:
+            return known[0]
+        counter = getattr(self._client, "queue_consumers", None)
+        consumers = int(counter(topic)) if counter is not None else 0
+        foreign = consumers > 0
+        self._scheduler_checks[topic] = (foreign, now + FOREIGN_SCHEDULER_CHECK_TTL)
+        if foreign and topic not in self._warned:
+            self._warned.add(topic)
+            LOG.warning(
+                "not publishing capabilities to topic %s: %d scheduler(s) of another service "
+                "(nova-scheduler?) consume it and would log an ERROR for each; set "
+                "[DEFAULT] scheduler_topic to a topic of managerctl's own (and the same for "
+                "serve collector)",
+                topic,
+                consumers,
+            )
+        return foreign
+
+    def _sent(self, method: str, ok: bool) -> None:
+        if self.on_send is not None:
+            try:
+                self.on_send(method, ok)
+            except Exception:
+                LOG.exception("the on_send observer raised")
 
     def close(self) -> None:
         with self._lock:
@@ -229,6 +280,7 @@ class Service:
 
     ``server_factory(topic=, server=, dispatcher=)`` and ``client_factory()`` build the RPC server
     and the publishing client; the defaults use the settings' transport URL (tests pass fakes).
+    ``metrics`` (a manager_cli.metrics.ServiceMetrics) is fed by observers when given.
     """
 
     def __init__(
@@ -241,8 +293,10 @@ class Service:
         server_factory: Callable[..., Any] | None = None,
         client_factory: Callable[[], Any] | None = None,
         randint: Callable[[int, int], int] = random.randint,
+        metrics: Any = None,
     ) -> None:
         self.manager = manager
+        self.metrics = metrics
         self.topic = topic
         self.settings = settings
         self.graceful_timeout = graceful_timeout
@@ -276,6 +330,12 @@ class Service:
             self.topic,
             manager.host,
         )
+        if self.metrics is not None:
+            self.metrics.describe_service(
+                manager.service_name, manager.host, self.topic, __version__
+            )
+            manager.on_task_run = self.metrics.task_run
+            self.publisher.on_send = self.metrics.cast_sent
         self._hook("init_host")
         publishes = isinstance(manager, SchedulerDependentManager)
         self.record = ServiceRecord(
@@ -301,7 +361,11 @@ class Service:
         dispatcher = manager.create_rpc_dispatcher(
             backdoor_port=manager.backdoor_port, additional_apis=[ControlEndpoint(self)]
         )
+        if self.metrics is not None:
+            dispatcher = self.metrics.instrument(dispatcher)
         server = self._server_factory(topic=self.topic, server=manager.host, dispatcher=dispatcher)
+        if self.metrics is not None and hasattr(server, "on_event"):
+            server.on_event = self.metrics.server_event
         server.start()
         self._server = server
         LOG.info("consuming %s", ", ".join(getattr(server, "queues", None) or [self.topic]))
@@ -323,10 +387,16 @@ class Service:
 
     def _start_listeners(self) -> None:
         listeners = getattr(self.manager, "fanout_listeners", None)
-        for topic, dispatcher in listeners() if listeners is not None else ():
-            listener = self._server_factory(
-                topic=topic, server=self.manager.host, dispatcher=dispatcher, fanout_only=True
-            )
+        for item in listeners() if listeners is not None else ():
+            # (topic, dispatcher): an RPC server on that fanout only; or a ready listener
+            # (start, stop, wait, queues, topic) that the manager built itself.
+            if isinstance(item, tuple):
+                topic, dispatcher = item
+                listener = self._server_factory(
+                    topic=topic, server=self.manager.host, dispatcher=dispatcher, fanout_only=True
+                )
+            else:
+                listener, topic = item, item.topic
             listener.start()
             self._listeners.append(listener)
             queues = getattr(listener, "queues", None) or [names.fanout_exchange_name(topic)]

@@ -17,6 +17,12 @@ def iso_utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_utc_ms(timestamp: float) -> str:
+    """The same to the millisecond, for views of single messages (``tap``): ``...:00.123Z``."""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def iso_utc_or_as_is(value: Any) -> Any:
     """``iso_utc`` of a number (epoch seconds); anything else (None, text) unchanged."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

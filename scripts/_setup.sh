@@ -4,7 +4,8 @@
 #   - creates .venv (installing python3-venv with apt if `python3 -m venv` cannot),
 #   - installs the package with its test extras (skipped while pyproject.toml is unchanged),
 #   - installs rabbitmq-server with apt when it is not installed,
-#   - installs postgresql with apt when it is not installed (the capabilities store tests).
+#   - installs postgresql with apt when it is not installed (the capabilities store tests),
+#     and zsh, fish and tmux (completion tests in real shells, views in a real terminal).
 # Progress goes to stderr. Set PYTHON to use another interpreter than python3.
 
 _say() { printf '==> %s\n' "$*" >&2; }
@@ -79,6 +80,10 @@ managerctl_setup() {
     if [ "${1:-}" = "--for-tests" ]; then
         _have_postgres || missing+=(postgresql)
         command -v man >/dev/null 2>&1 || missing+=(man-db groff-base)
+        # Real shells for the completion tests, a real terminal for the --watch / card tests.
+        command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+        command -v fish >/dev/null 2>&1 || missing+=(fish)
+        command -v tmux >/dev/null 2>&1 || missing+=(tmux)
     fi
     if [ "${#missing[@]}" -gt 0 ]; then
         _apt_install "${missing[@]}"

@@ -244,9 +244,14 @@ class CollectorManager(Manager):
         """The scheduler topic whose fanout the collector joins (``scheduler_topic``)."""
         return str(getattr(self.settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
 
-    def fanout_listeners(self) -> list[tuple[str, CapabilityIntake]]:
-        """The fanouts the service joins for us, each through a queue of its own only."""
-        return [(self.scheduler_topic, CapabilityIntake(self, self.scheduler_topic))]
+    def fanout_listeners(self) -> list[Any]:
+        """The fanouts the service joins for us, each through a queue of its own only: a
+        FanoutIntake (decoded on its own thread, acked in batches), not an RPC server, since
+        the intake rate is what a collector of a large cloud needs."""
+        from .intake import FanoutIntake
+
+        intake = CapabilityIntake(self, self.scheduler_topic)
+        return [FanoutIntake(self.settings, self.scheduler_topic, intake.dispatch)]
 
     def publish_targets(self) -> list[PublishTarget]:
         """Whom the start-up request goes to: the family's publishers, each at its version."""

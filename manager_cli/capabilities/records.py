@@ -138,8 +138,13 @@ def pool_name(item: Mapping[str, Any], index: int) -> str:
     return str(index)
 
 
+_FIXED = frozenset(ROW_COLUMNS)
+
+
 def _pooled_key(flat: Mapping[str, Any]) -> str | None:
     """The one key whose value is a non-empty list of dicts (cinder's ``pools``), if one."""
+    if list not in set(map(type, flat.values())):
+        return None
     found = [
         key
         for key, value in flat.items()
@@ -172,6 +177,11 @@ def capability_rows(
         }
         flat = flatten_capabilities(record.capabilities)
         pooled = _pooled_key(flat)
+        if pooled is None and _FIXED.isdisjoint(flat):
+            # The common case, in one C-level update (100,000 hosts: seconds saved).
+            row.update(flat)
+            rows.append(row)
+            continue
         for key, value in flat.items():
             if key != pooled:
                 row[SHADOW_PREFIX + key if key in ROW_COLUMNS else key] = value
@@ -187,11 +197,19 @@ def capability_rows(
 
 
 def capability_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The fixed columns, then every capability key of ``rows`` in sorted order."""
+    """The fixed columns, then the keys of per-pool rows (``pools.*``: what tells pools apart,
+    so they come first), then every other capability key, each group in sorted order."""
     keys: set[str] = set()
     for row in rows:
         keys.update(row)
-    return list(ROW_COLUMNS) + sorted(keys.difference(ROW_COLUMNS))
+    keys.difference_update(ROW_COLUMNS)
+    pooled = {
+        key.rsplit(".", 1)[0]
+        for key in keys
+        if "." in key and key.rsplit(".", 1)[1] in POOL_NAME_KEYS
+    }
+    first = sorted(k for k in keys if k.split(".", 1)[0] in pooled)
+    return list(ROW_COLUMNS) + first + sorted(keys.difference(first))
 
 
 def key_series(changes: Iterable[Change], key: str) -> dict[str, list[tuple[float, Any]]]:

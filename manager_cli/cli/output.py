@@ -237,7 +237,9 @@ def text_value(value: Any) -> str:
 
 
 def precise_duration(seconds: float) -> str:
-    """How long something took: ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    """How long something took: ``40µs``, ``0.4ms``, ``12ms``, ``1.25s``, ``3m04s``."""
+    if seconds < 0.0001:
+        return f"{seconds * 1e6:.0f}µs"
     if seconds < 0.01:
         return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
@@ -511,7 +513,14 @@ def render_list(
     """Render a list of records in the chosen format (``open_columns``: see shape_records)."""
     columns, rows = shape_records(records, default_columns, opts, open_columns=open_columns)
     if opts.format == "json":
-        _write_json([{col: row.get(col) for col in columns} for row in rows], opts)
+        # A row that already has exactly these keys, in this order, is written as it is.
+        _write_json(
+            [
+                row if list(row) == columns else {col: row.get(col) for col in columns}
+                for row in rows
+            ],
+            opts,
+        )
     elif opts.format == "yaml":
         _write_yaml([{col: row.get(col) for col in columns} for row in rows], opts)
     elif opts.format == "csv":
@@ -740,3 +749,109 @@ def plot_series(points: Sequence[tuple[float, float]], width: int, height: int =
 def message(text: str) -> None:
     """A line for people, on stderr (never mixed with the data on stdout)."""
     click.echo(text, err=True)
+
+
+# ---------------------------------------------------------------------------
+# Streams: one record at a time, as it happens (tap)
+
+
+class RecordStream:
+    """Write records one line each as they arrive: json is one object per line (JSON Lines),
+    csv a header then rows, value the cells, table fixed-width columns under one header.
+
+    Lines are flushed at once on a terminal; piped, ``flush()`` (called by the command a few
+    times a second) pushes them, so a fast stream is not one write per record.
+    """
+
+    def __init__(
+        self,
+        default_columns: Sequence[str],
+        widths: Mapping[str, int],
+        opts: OutputOptions,
+        available: Sequence[str] = (),
+    ) -> None:
+        _check_columns(opts.columns, list(default_columns) + list(available), "column")
+        self.columns = list(opts.columns) or list(default_columns)
+        self.widths = widths
+        self.opts = opts
+        self._tty = opts.is_tty()
+        self._header_done = False
+        if opts.format == "yaml":
+            raise UnknownNameError(
+                "-f yaml cannot stream one record a line", hint="use -f json (JSON Lines)"
+            )
+
+    def _cells(self, record: Mapping[str, Any]) -> list[str]:
+        return [text_value(record.get(col)) for col in self.columns]
+
+    def _line(self, cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(self.widths.get(col, 0))
+            for col, cell in zip(self.columns, cells, strict=True)
+        ]
+        return "  ".join(parts).rstrip() + "\n"
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        out, fmt = self.opts.out, self.opts.format
+        if fmt == "json":
+            data = {col: record.get(col) for col in self.columns}
+            out.write(json.dumps(data, default=_json_default, separators=(",", ":")) + "\n")
+        elif fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            if not self._header_done:
+                writer.writerow(self.columns)
+                self._header_done = True
+            writer.writerow(self._cells(record))
+            out.write(buffer.getvalue())
+        elif fmt == "value":
+            out.write(" ".join(self._cells(record)) + "\n")
+        else:
+            if not self._header_done:
+                out.write(self._line([col.upper() for col in self.columns]))
+                self._header_done = True
+            out.write(self._line(self._cells(record)))
+        if self._tty:
+            out.flush()
+
+    def flush(self) -> None:
+        self.opts.out.flush()
+
+
+class LiveTable:
+    """A table redrawn in place on a terminal (Rich Live), for views that change each second."""
+
+    def __init__(self, columns: Sequence[str], opts: OutputOptions, title: str | None = None):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.columns = list(columns)
+        self.title = title
+        color = opts.use_color()
+        self._console = Console(
+            file=opts.out, color_system="auto" if color else None, no_color=not color
+        )
+        self._color = color
+        self._live = Live(console=self._console, refresh_per_second=4, auto_refresh=False)
+
+    def _table(self, rows: Sequence[Mapping[str, Any]], caption: str | None) -> Any:
+        from rich.table import Table
+
+        table = Table(
+            title=self.title, caption=caption, header_style="bold" if self._color else None
+        )
+        for column in self.columns:
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for row in rows:
+            table.add_row(*(text_value(row.get(col)) for col in self.columns))
+        return table
+
+    def __enter__(self) -> LiveTable:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._live.__exit__(*exc_info)
+
+    def update(self, rows: Sequence[Mapping[str, Any]], caption: str | None = None) -> None:
+        self._live.update(self._table(rows, caption), refresh=True)

@@ -59,12 +59,19 @@ def configure_logging(debug: bool) -> None:
     show_default=True,
     help="Seconds in-flight calls may take to finish on SIGTERM or SIGINT.",
 )
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Expose Prometheus metrics at http://HOST:PORT/metrics (default: [managerctl] "
+    "metrics_listen; none when unset).",
+)
 def serve(
     name: str,
     host: str | None,
     topic: str | None,
     scheduler_topic: str | None,
     graceful_timeout: float,
+    metrics_address: str | None,
 ) -> None:
     """Serve manager NAME over RPC until SIGTERM or SIGINT (then exit 0).
 
@@ -78,11 +85,17 @@ def serve(
     seconds to finish; a second signal exits at once (130). SIGHUP re-reads the config files.
     A lost broker connection is re-established with backoff; periodic tasks keep running.
 
+    With --metrics-address (or [managerctl] metrics_listen) it serves Prometheus metrics:
+    RPC requests by method and outcome, their latency, in flight, rejected and poison
+    messages, periodic task runs, failures, duration and last success, broker connection
+    state and reconnects, capabilities published. Without it nothing is collected.
+
     \b
     Examples:
       managerctl serve hostinfo --host web01
       managerctl --config-file cinder.conf serve collector --scheduler-topic cinder-scheduler
       MANAGERCTL_PERIODIC_FUZZY_DELAY=0 managerctl --debug serve hostinfo
+      managerctl serve hostinfo --metrics-address 127.0.0.1:9464
     """
     from ..errors import EXIT_INTERRUPTED
     from ..service import Service
@@ -94,11 +107,13 @@ def serve(
     # invocation's settings (the manager, the service) sees it.
     state._settings = state.settings.with_overrides(overrides)
     default_topic, manager = load_manager(name, host)
+    metrics = _start_metrics(metrics_address, state.settings)
     service = Service(
         manager,
         topic=topic or default_topic,
         settings=state.settings,
         graceful_timeout=graceful_timeout,
+        metrics=metrics,
     )
     caught: list[int] = []
 
@@ -131,3 +146,32 @@ def serve(
         service.wait()
     finally:
         service.stop()
+        if metrics is not None:
+            metrics.close()
+
+
+def _start_metrics(address: str | None, settings: Any) -> Any:
+    """The service's metrics, exposed over HTTP, or None when not asked for."""
+    from ..config import MANAGERCTL_GROUP
+
+    what = "--metrics-address"
+    if address is None:
+        address = settings.get("metrics_listen", MANAGERCTL_GROUP)
+        what = "[managerctl] metrics_listen"
+    if not address:
+        return None
+    # Imported only here: prometheus_client costs nothing to a service without metrics.
+    from ..errors import BadInputError, ConfigError
+    from ..metrics import ServiceMetrics, parse_listen_address
+
+    try:
+        listen_host, port = parse_listen_address(address, what=what)
+    except BadInputError as exc:
+        if what == "--metrics-address":
+            raise
+        raise ConfigError(exc.message, hint=exc.hint) from None
+    metrics = ServiceMetrics()
+    bound_host, bound_port = metrics.serve(listen_host, port)
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    LOG.info("Prometheus metrics at http://%s:%d/metrics", shown, bound_port)
+    return metrics

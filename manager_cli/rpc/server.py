@@ -83,7 +83,9 @@ class RPCServer:
     ``rabbit_qos_prefetch_count`` replaces that bound when set). ``on_error(exc, request)`` is
     told of every failed request: a method that raised, a dispatch error, or a malformed
     message (``request`` None); it runs on a worker or the I/O thread and must not block.
-    Requests larger than ``max_message_bytes`` are refused.
+    Requests larger than ``max_message_bytes`` are refused. ``on_event(name)`` (metrics) is
+    told of the rare events: connected, reconnected, disconnected, closed, poison,
+    rejected_content_type, rejected_too_large, duplicate; never of ordinary requests.
 
     ``fanout_only`` makes it a listener on a topic it does not own: it consumes only a fanout
     queue of its own (declared as oslo declares a server's), never the topic's shared queues,
@@ -102,6 +104,7 @@ class RPCServer:
         executor_threads: int = 8,
         on_error: Callable[[BaseException, wire.Request | None], None] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        on_event: Callable[[str], None] | None = None,
         fanout_only: bool = False,
     ) -> None:
         if not topic or not server:
@@ -117,6 +120,7 @@ class RPCServer:
         self.executor_threads = executor_threads
         self.on_error = on_error
         self.max_message_bytes = max_message_bytes
+        self.on_event = on_event
         self.fanout_only = fanout_only
         self.prefetch = self.options.rabbit_qos_prefetch_count or executor_threads
         self.fanout_queue: str | None = None
@@ -164,6 +168,7 @@ class RPCServer:
         except BaseException:
             self._started = False
             raise
+        self._event("connected")
         for number in range(self.executor_threads):
             worker = threading.Thread(
                 target=self._worker, name=f"rpc-{self.topic}-worker-{number}", daemon=True
@@ -331,6 +336,7 @@ class RPCServer:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
         self._host_offset += 1
+        self._event("disconnected")
 
     def _reconnect(self) -> bool:
         """Reconnect with oslo's backoff (interval, +backoff each try, up to interval_max)."""
@@ -360,6 +366,7 @@ class RPCServer:
                 )
                 continue
             LOG.info("reconnected to the broker; consuming %s again", ", ".join(self.queues))
+            self._event("reconnected")
             return True
         # Stopping without a connection: wait for running calls so their threads end cleanly.
         while self._jobs and time.monotonic() < self._graceful_deadline:
@@ -389,6 +396,7 @@ class RPCServer:
         """Delete the fanout queue and close, on a clean stop (I/O thread)."""
         connection, channel = self._connection, self._channel
         self._connection = self._channel = None
+        self._event("closed")
         if connection is None or not connection.is_open:
             return
         try:
@@ -407,6 +415,7 @@ class RPCServer:
             raise
         except Exception as exc:  # never let one message kill the server
             LOG.exception("dropping a request that could not be handled")
+            self._event("poison")
             self._report(exc, None)
             channel.basic_reject(method.delivery_tag, requeue=False)
 
@@ -418,6 +427,7 @@ class RPCServer:
                 properties.content_type,
                 wire.CONTENT_TYPE,
             )
+            self._event("rejected_content_type")
             channel.basic_reject(delivery_tag, requeue=False)
             return
         try:
@@ -432,6 +442,7 @@ class RPCServer:
             return
         if request.unique_id is not None and request.unique_id in self._seen:
             LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
+            self._event("duplicate")
             channel.basic_ack(delivery_tag)
             return
         if len(self._jobs) < self.executor_threads and not self._stopping:
@@ -445,6 +456,7 @@ class RPCServer:
         """Reject a malformed request without requeue; answer it if it says where to."""
         msg_id, reply_q = _reply_address(body)
         LOG.warning("rejecting a malformed request: %s", exc)
+        self._event("rejected_too_large" if isinstance(exc, MessageTooLarge) else "poison")
         self._report(exc, None)
         channel.basic_reject(delivery_tag, requeue=False)
         if msg_id and reply_q:
@@ -459,6 +471,7 @@ class RPCServer:
         if request.unique_id is not None:
             if request.unique_id in self._seen:
                 LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
+                self._event("duplicate")
                 channel.basic_ack(delivery_tag)
                 return
             self._seen.append(request.unique_id)
@@ -568,6 +581,14 @@ class RPCServer:
             LOG.error("cannot encode the result of %s: %s", request.method, exc)
             failure = wire.serialize_failure(exc)
             return wire.encode_envelope(wire.build_reply(request.msg_id, None, failure))
+
+    def _event(self, name: str) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(name)
+        except Exception:
+            LOG.exception("the on_event callback raised")
 
     def _report(self, exc: BaseException, request: wire.Request | None) -> None:
         if self.on_error is None:

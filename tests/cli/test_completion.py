@@ -1,17 +1,19 @@
 """Shell completion: the committed scripts, and real bash/zsh/fish completing managerctl lines.
 
-bash must be present; zsh and fish tests skip when those shells are not installed
-(apt-get install -y zsh fish).
+bash, zsh and fish must be present (scripts/test.sh installs them from Debian): a missing shell
+fails its tests, it never skips them.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +35,16 @@ HOSTINFO_TASKS = [
 LATENCY_BUDGET = 0.3  # seconds of CPU per TAB press
 
 
+# Host completion reads the default capabilities store under $XDG_STATE_HOME: an empty one
+# here, so a store another run left in the real home never shows up in these tests.
+EMPTY_STATE_HOME = tempfile.mkdtemp(prefix="managerctl-completion-state-")
+atexit.register(shutil.rmtree, EMPTY_STATE_HOME, True)
+
+
 def shell_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MANAGERCTL_", "_MANAGERCTL"))}
     env["PATH"] = BIN_DIR + os.pathsep + env.get("PATH", "")
+    env["XDG_STATE_HOME"] = EMPTY_STATE_HOME
     env.update(extra)
     return env
 
@@ -91,8 +100,23 @@ def fish_complete(line: str) -> list[str]:
     return [row.split("\t")[0] for row in output.splitlines()]
 
 
-needs_zsh = pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
-needs_fish = pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def _needs(shell: str):
+    """A real shell or a failure, never a silent skip (scripts/test.sh installs zsh and fish)."""
+
+    def mark(test):
+        def run(*args, **kwargs):
+            if shutil.which(shell) is None:
+                pytest.fail(f"{shell} is not installed (apt-get install -y {shell})", False)
+            return test(*args, **kwargs)
+
+        run.__name__, run.__doc__ = test.__name__, test.__doc__
+        return run
+
+    return mark
+
+
+needs_zsh = _needs("zsh")
+needs_fish = _needs("fish")
 
 
 def test_committed_scripts_match_what_the_command_tree_generates(tmp_path: Path) -> None:
@@ -184,6 +208,8 @@ def test_zsh_completes_commands_managers_and_tasks() -> None:
     assert zsh_complete(["managerctl", "ru"]) == ["run-periodic"]
     assert zsh_complete(["managerctl", "run-periodic", "host"]) == ["hostinfo"]
     assert zsh_complete(["managerctl", "run-periodic", "hostinfo", "--task", ""]) == HOSTINFO_TASKS
+    assert zsh_complete(["managerctl", "services", ""]) == ["delete", "list", "prune"]
+    assert "--scheduler-topic" in zsh_complete(["managerctl", "capabilities", "show", "--sch"])
 
 
 @needs_fish
@@ -192,6 +218,8 @@ def test_fish_completes_commands_managers_and_tasks() -> None:
     assert fish_complete("managerctl run-periodic host") == ["hostinfo"]
     tasks = fish_complete("managerctl run-periodic hostinfo --task ")
     assert sorted(tasks) == sorted(HOSTINFO_TASKS)  # fish sorts candidates itself
+    assert sorted(fish_complete("managerctl services ")) == ["delete", "list", "prune"]
+    assert "--watch" in fish_complete("managerctl capabilities show --w")
 
 
 def test_completion_imports_no_heavy_module() -> None:

@@ -116,10 +116,14 @@ def test_every_command_with_a_format_option_is_exercised() -> None:
         ("ping",),
         ("probe",),
         ("services", "list"),
+        # the store views: tests/unit/test_capabilities.py runs them over a real store
+        ("services", "delete"),
+        ("services", "prune"),
         ("capabilities", "show"),
         ("capabilities", "history"),
         ("capabilities", "publish"),
         ("call",),
+        ("tap",),
     }
     known = set(command_paths())
     covered = {
@@ -181,6 +185,21 @@ def test_exit_0_and_json_of_broker_views(served) -> None:
     assert call.returncode == 0, call.stderr
     assert json.loads(call.stdout) == [1, 2]
     assert "\x1b" not in ping.stdout + everyone.stdout + call.stdout
+    tap = subprocess.Popen(
+        [MANAGERCTL, "tap", "--topic", "hostinfo", "-f", "json", "--count", "1"],
+        env=served,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while tap.poll() is None and time.monotonic() < deadline:
+        run("call", HOST, "echo", "--topic", "hostinfo", "--cast", env=served)
+        time.sleep(0.5)
+    out, err = tap.communicate(timeout=20)
+    assert tap.returncode == 0, err
+    assert json.loads(out)["method"] == "echo"
+    assert "\x1b" not in out + err
 
 
 def test_exit_1_remote_error(served) -> None:
@@ -302,6 +321,7 @@ def test_password_never_printed_by_any_command(rabbitmq, tmp_path) -> None:
         ["ping", "--all", "--topic", "hostinfo", "--timeout", "1"],
         ["call", HOST, "echo", "--topic", "hostinfo", "--timeout", "2"],
         ["call", HOST, "echo", "--topic", "hostinfo", "--cast"],
+        ["tap", "--topic", "hostinfo", "--duration", "0.5"],
     ]
     for args in invocations:
         for prefix in (

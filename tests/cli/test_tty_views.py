@@ -54,7 +54,11 @@ def hostinfo(cpus: int) -> dict[str, Any]:
     }
 
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+@pytest.fixture(autouse=True)
+def _tmux() -> None:
+    # A real terminal or a failure, never a silent skip (scripts/test.sh installs tmux).
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (apt-get install -y tmux)", pytrace=False)
 
 
 @pytest.fixture
@@ -151,7 +155,9 @@ def test_a_card_of_one_host_with_its_pools(pane: Any, store_url: str) -> None:
 def test_watch_refreshes_highlights_changes_and_stops_on_ctrl_c(
     pane: Any, store_url: str, command: tuple[str, ...]
 ) -> None:
-    watching = pane(140, *command, "--watch", "0.5", store_url=store_url)
+    columns = ("-c", "service", "-c", "host", "-c", "state", "-c", "cpu_count")
+    chosen = columns if command[0] == "capabilities" else ()
+    watching = pane(140, *command, "--watch", "0.5", *chosen, store_url=store_url)
     watching.wait_for("Ctrl-C to stop")
     first = watching.screen()
     with open_store(store_url) as store:
@@ -159,6 +165,7 @@ def test_watch_refreshes_highlights_changes_and_stops_on_ctrl_c(
         store.record_service({"service": "hostinfo", "host": "web09.example.org", "topic": "x"})
     changed = "16" if command[0] == "capabilities" else "web09.example.org"
     watching.wait_for(changed if command[0] == "services" else "│        16 │")
+
     time.sleep(0.3)
     highlighted = watching.screen(escapes=True)
     # reverse video (7) on the changed cell, and the same view redrawn in place, not appended

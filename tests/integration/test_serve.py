@@ -578,7 +578,7 @@ def test_services_list_shows_up_and_down_from_the_collectors_store(serve, tmp_pa
         "topic",
         "state",
         "updated_at",
-        "age_s",
+        "age",  # age_s reads as a relative age in a table (12s); json keeps seconds
         "version",
         "pid",
     ]

@@ -38,6 +38,7 @@ from manager_cli.capabilities import (
     publish_targets,
     store_url_from,
 )
+from manager_cli.capabilities.collector import CapabilityIntake
 from manager_cli.config import load_settings
 from manager_cli.errors import BadInputError, ConfigError, UnavailableError
 from manager_cli.rpc import wire
@@ -578,8 +579,9 @@ def intake_request(method: str, version: str | None, **args: Any) -> wire.Reques
 def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store)
-        ((topic, intake),) = manager.fanout_listeners()
-        assert topic == "scheduler"
+        ((listener),) = manager.fanout_listeners()
+        assert listener.topic == "scheduler"
+        intake = CapabilityIntake(manager, "scheduler")
         intake.dispatch(intake_request("update_service_capabilities", "3.3", **CINDER_ARGS))
         # and tomorrow's argument too
         args = dict(CINDER_ARGS, host="peerhost@other", some_new_argument=1)
@@ -602,7 +604,7 @@ def test_the_intake_takes_cinders_update_at_3_3_with_its_extra_arguments(tmp_pat
 
 def test_the_intake_ignores_the_real_schedulers_other_traffic(tmp_path: Path, caplog) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
-        ((_, intake),) = collector(store).fanout_listeners()
+        intake = CapabilityIntake(collector(store), "scheduler")
         with caplog.at_level("INFO"):
             # nova-compute fans these out to the scheduler topic
             intake.dispatch(intake_request("update_instance_info", "4.2", host_name="c1"))
@@ -617,7 +619,7 @@ def test_the_intake_ignores_the_real_schedulers_other_traffic(tmp_path: Path, ca
 def test_the_collector_joins_the_configured_scheduler_topic(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'caps.sqlite'}") as store:
         manager = collector(store, MANAGERCTL_SCHEDULER_TOPIC="cinder-scheduler")
-        assert [topic for topic, _ in manager.fanout_listeners()] == ["cinder-scheduler"]
+        assert [item.topic for item in manager.fanout_listeners()] == ["cinder-scheduler"]
         assert [str(t) for t in manager.publish_targets()] == ["cinder-volume:3.0"]
 
 
@@ -901,3 +903,31 @@ def test_history_key_plots_min_max_last_and_raw_points(loads: str) -> None:
     assert nothing.returncode == 2 and "no change of 'nope'" in nothing.stderr
     bad = run("capabilities", "history", "h1", "--since", "yesterday", store_url=loads)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_cli_services_delete_and_prune(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'services.sqlite'}"
+    now = time.time()
+    with open_store(url) as store:
+        store.record_services([({"service": "hostinfo", "host": "gone", "topic": "hostinfo"},
+                                now - 9000), ({"service": "hostinfo", "host": "web01",
+                                               "topic": "hostinfo"}, now)])  # fmt: skip
+        store.record_capabilities("hostinfo", "web01", [HOSTINFO])
+        store.record_capabilities("volume", "web01", [{"pools": []}])
+    pruned = run("services", "prune", "--older-than", "3600", "-f", "json", store_url=url)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout) == [{"service": "hostinfo", "host": "gone"}]
+    deleted = run("services", "delete", "web01", "-f", "json", store_url=url)
+    assert deleted.returncode == 0, deleted.stderr
+    # the services that reported from the host first ...
+    assert [r["service"] for r in json.loads(deleted.stdout)] == ["hostinfo"]
+    with open_store(url) as store:
+        assert store.services() == []
+        assert [r.service for r in store.latest()] == ["volume"]
+    # ... then a publisher known only by its capabilities
+    again = run("services", "delete", "web01", "-f", "json", store_url=url)
+    assert [r["service"] for r in json.loads(again.stdout)] == ["volume"]
+    with open_store(url) as store:
+        assert store.latest() == []
+    missing = run("services", "delete", "nohost", store_url=url)
+    assert missing.returncode == 2 and "no service on 'nohost'" in missing.stderr

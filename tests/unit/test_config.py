@@ -11,6 +11,7 @@ import pytest
 
 from manager_cli.config import (
     DEFAULT_GROUP,
+    MANAGERCTL_GROUP,
     OPTIONS,
     RABBIT_GROUP,
     list_opts,
@@ -330,7 +331,7 @@ def test_list_opts_groups_and_defaults():
     from oslo_config import cfg
 
     groups = dict(list_opts())
-    assert set(groups) == {DEFAULT_GROUP, RABBIT_GROUP}
+    assert set(groups) == {DEFAULT_GROUP, RABBIT_GROUP, MANAGERCTL_GROUP}
     specs = {(spec.group, spec.name): spec for spec in OPTIONS}
     seen = set()
     for group, opts in groups.items():
@@ -399,3 +400,60 @@ def test_max_message_size_default_is_the_servers():
     assert load_settings(environ={}).max_message_size == DEFAULT_MAX_MESSAGE_BYTES
     raised = load_settings(environ={"MANAGERCTL_MAX_MESSAGE_SIZE": "16777216"})
     assert raised.max_message_size == 16 * 1024 * 1024
+
+
+# -- a service's own config file (issue 13) ------------------------------------------------
+
+
+def _service_and_own(tmp_path, service_name="nova.conf"):
+    service = tmp_path / service_name
+    service.write_text(
+        "[DEFAULT]\nhost = peer-compute1\nreport_interval = 9\nperiodic_fuzzy_delay = 0\n"
+        "transport_url = rabbit://u:p@broker:5672/\nrpc_ping_enabled = true\n"
+        "[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 30\n"
+    )
+    own = tmp_path / "managerctl.conf"
+    own.write_text("[DEFAULT]\nreport_interval = 2\n")
+    return service, own
+
+
+def test_a_service_file_sets_only_how_to_reach_the_service(tmp_path):
+    service, _ = _service_and_own(tmp_path)
+    settings = load_settings([str(service)], environ={})
+    assert settings.transport_url == "rabbit://u:p@broker:5672/"
+    assert settings.rpc_ping_enabled is True
+    assert settings.get("heartbeat_timeout_threshold", "oslo_messaging_rabbit") == 30
+    # nova's host and timers describe nova, not managerctl
+    assert settings.host != "peer-compute1" and settings.source("host") == "default"
+    assert settings.report_interval == 10 and settings.periodic_fuzzy_delay == 60
+    assert settings.service_host == "peer-compute1"
+    assert {(o.name, o.value) for o in settings.ignored} == {
+        ("host", "peer-compute1"),
+        ("report_interval", 9),
+        ("periodic_fuzzy_delay", 0),
+    }
+
+
+def test_a_service_file_before_managerctls_own_cannot_lend_it_its_host(tmp_path):
+    service, own = _service_and_own(tmp_path)
+    for files in ([service, own], [own, service]):
+        settings = load_settings([str(f) for f in files], environ={})
+        assert settings.host != "peer-compute1", files
+        assert settings.source("host") == "default"
+        assert settings.report_interval == 2 and settings.source("report_interval") == str(own)
+        assert settings.service_host == "peer-compute1"
+
+
+def test_a_file_is_a_services_by_name_or_by_its_sections_unless_it_says_managerctl(tmp_path):
+    from manager_cli.config import is_service_config
+
+    named = tmp_path / "cinder.conf"
+    named.write_text("[DEFAULT]\nhost = x\n")
+    sections = tmp_path / "svc.conf"
+    sections.write_text("[DEFAULT]\nhost = x\n[keystone_authtoken]\nauth_url = http://k\n")
+    own = tmp_path / "cinder-tools.conf"
+    own.write_text("[DEFAULT]\nhost = x\n[database]\nconnection = sqlite://\n[managerctl]\n")
+    plain = tmp_path / "ops.conf"
+    plain.write_text("[DEFAULT]\nhost = x\n")
+    assert is_service_config(str(named)) and is_service_config(str(sections))
+    assert not is_service_config(str(own)) and not is_service_config(str(plain))

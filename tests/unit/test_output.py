@@ -378,7 +378,7 @@ def test_durations_read_in_ms_and_s_in_tables_but_stay_seconds_in_json() -> None
     from manager_cli.cli.output import precise_duration, relative_age
 
     assert [precise_duration(s) for s in (0.00004, 0.0042, 0.25, 1.5, 12.34, 184)] == [
-        "0.0ms",
+        "40µs",
         "4.2ms",
         "250ms",
         "1.50s",
@@ -394,7 +394,7 @@ def test_durations_read_in_ms_and_s_in_tables_but_stay_seconds_in_json() -> None
         "-5s",
     ]
     text = render(format="table")
-    assert "250ms" in text and "0.0ms" in text
+    assert "250ms" in text and "0µs" in text
     assert json.loads(render(format="json"))[0]["duration"] == 0.25
 
 

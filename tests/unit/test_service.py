@@ -535,3 +535,42 @@ def test_on_demand_runs_do_not_shift_the_schedule(started):
     control.run_periodic_task({}, "rare")
     again = {t["name"]: t["next_due_in"] for t in control.list_periodic_tasks({})}["rare"]
     assert again == pytest.approx(due, abs=1)
+
+
+class _CountingClient:
+    """A client whose topic queues have ``consumers`` consumers; records the casts."""
+
+    def __init__(self, consumers: int) -> None:
+        self.consumers = consumers
+        self.casts: list[tuple[str, str]] = []
+        self.asked: list[str] = []
+
+    def queue_consumers(self, queue: str) -> int:
+        self.asked.append(queue)
+        return self.consumers
+
+    def cast(self, context, method, *, topic, fanout, args):
+        self.casts.append((topic, method))
+
+    def close(self) -> None:
+        pass
+
+
+def test_capabilities_are_not_published_where_a_real_scheduler_consumes(caplog):
+    from manager_cli.service import BrokerPublisher
+
+    client = _CountingClient(consumers=1)  # nova-scheduler consumes "scheduler"
+    publisher = BrokerPublisher(lambda: client)
+    args = {"service_name": "hostinfo", "host": "h1", "capabilities": [{}]}
+    assert publisher.fanout_cast({}, "scheduler", "update_service_capabilities", args) is False
+    assert publisher.fanout_cast({}, "scheduler", "update_service_capabilities", args) is False
+    assert client.casts == []
+    assert client.asked == ["scheduler"]  # asked once, then remembered
+    warnings = [r for r in caplog.records if "not publishing capabilities" in r.getMessage()]
+    assert len(warnings) == 1 and "scheduler_topic" in warnings[0].getMessage()
+    # Other casts are not concerned, and a topic nobody else consumes gets the publication.
+    assert publisher.fanout_cast({}, "managerctl", "report_service_state", {}) is True
+    quiet = _CountingClient(consumers=0)
+    publisher = BrokerPublisher(lambda: quiet)
+    assert publisher.fanout_cast({}, "mine", "update_service_capabilities", args) is True
+    assert quiet.casts == [("mine", "update_service_capabilities")]

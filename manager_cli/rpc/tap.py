@@ -1,0 +1,542 @@
+"""Watch what is sent to a topic: copies of its requests through a queue of the tap's own.
+
+A :class:`Tap` binds one exclusive, auto-delete queue ``managerctl-tap-<uuid>`` to the control
+exchange (keys ``<topic>`` and ``<topic>.#``, or ``<topic>.<host>``) and to the topic's fanout
+exchange. The broker routes a copy of every request there besides the service's own queues, so
+the services receive exactly what they did before: the tap never consumes, declares or binds a
+queue of theirs, and being exclusive its queue is allowed in every topology (quorum deployments,
+RabbitMQ 4, which refuses transient non-exclusive classic queues).
+
+Bounded. The queue has ``x-max-length`` with the default overflow (drop-head): a tap that falls
+behind loses its oldest copies, never grows broker memory past the limit. The broker does not
+count what it drops, so the queue dead-letters every dropped copy (``x-dead-letter-exchange``
+"" with the routing key of a second exclusive queue, ``...-dropped``); the tap counts those and
+throws them away. That second queue is bounded too (``DROPPED_QUEUE_FACTOR`` times the limit):
+should even it overflow during a long pause, the count becomes a lower bound and says so.
+
+Records are plain dicts (see :func:`decode_copy`), secrets already masked (manager_cli.redact).
+"""
+
+from __future__ import annotations
+
+import bz2
+import collections
+import contextlib
+import lzma
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from .. import redact
+from ..errors import BadInputError, UnavailableError
+from . import transport, wire
+
+DEFAULT_QUEUE_LIMIT = 10_000
+DROPPED_QUEUE_FACTOR = 10
+# Copies in flight to the tap (unacked) are beyond the queue's limit and never dropped, so they
+# are kept to a tenth of it: a paused tap holds at most 1.1 x queue_limit copies on the broker.
+MAX_PREFETCH = 1000
+QUEUE_PREFIX = "managerctl-tap-"
+
+# kombu_compression puts the MIME type of the compressor in the ``compression`` header
+# (kombu.compression: zlib/gzip -> application/x-gzip, bz2 -> application/x-bz2, lzma/xz).
+_DECOMPRESSORS: Mapping[str, Callable[[bytes], bytes]] = {
+    "application/x-gzip": zlib.decompress,
+    "application/x-bz2": bz2.decompress,
+    "application/x-lzma": lzma.decompress,
+}
+
+_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+def decompress(body: bytes, headers: Mapping[str, Any] | None) -> bytes:
+    """The body as sent before kombu compressed it (unchanged when not compressed)."""
+    kind = (headers or {}).get("compression")
+    if not kind:
+        return body
+    if isinstance(kind, bytes):
+        kind = kind.decode("ascii", "replace")
+    function = _DECOMPRESSORS.get(str(kind))
+    if function is None:
+        raise wire.WireFormatError(f"unknown compression {kind!r}")
+    try:
+        return function(body)
+    except (zlib.error, OSError, lzma.LZMAError, ValueError) as exc:
+        raise wire.WireFormatError(f"cannot decompress a {kind} body: {exc}") from None
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def caller_of(context: Mapping[str, Any]) -> str:
+    """``user/project`` of a request context, as oslo.context and nova name them."""
+    user = _first(context, "user_id", "user", "user_name") or "-"
+    project = _first(context, "project_id", "project", "tenant", "project_name") or "-"
+    return f"{user}/{project}"
+
+
+def decode_copy(
+    exchange: str,
+    routing_key: str,
+    properties: Any,
+    body: bytes,
+    *,
+    topic: str,
+    received: float | None = None,
+    with_args: bool = True,
+) -> dict[str, Any]:
+    """One copy as a record: time, kind, target, method, version, namespace, request id,
+    caller, bytes, and the masked args (None without ``with_args``: statistics need none);
+    ``error`` set for a copy that cannot be decoded."""
+    received = time.time() if received is None else received
+    fanout = exchange == transport.fanout_exchange_name(topic)
+    record: dict[str, Any] = {
+        "time": received,
+        "kind": "fanout" if fanout else "cast",
+        "target": exchange if fanout else routing_key,
+        "method": None,
+        "version": None,
+        "namespace": None,
+        "request_id": None,
+        "caller": None,
+        "bytes": len(body),
+        "msg_id": None,
+        "args": None,
+        "compression": None,
+        "error": None,
+    }
+    if properties.headers and properties.headers.get("compression"):
+        record["compression"] = str(properties.headers["compression"])
+    try:
+        if properties.content_type != wire.CONTENT_TYPE:
+            raise wire.WireFormatError(
+                f"content type {properties.content_type!r} (oslo servers drop it)"
+            )
+        request = wire.parse_request(wire.decode_envelope(decompress(body, properties.headers)))
+    except wire.WireFormatError as exc:
+        record["error"] = redact.mask_url_passwords(str(exc))
+        return record
+    if request.wants_reply and not fanout:
+        record["kind"] = "call"
+    context = request.context
+    record.update(
+        method=request.method,
+        version=request.version,
+        namespace=request.namespace,
+        request_id=_first(context, "request_id", "global_request_id"),
+        caller=caller_of(context),
+        msg_id=request.msg_id,
+        args=redact.mask_secrets(request.args) if with_args else None,
+    )
+    return record
+
+
+@dataclass
+class TapFilter:
+    """Which decoded copies to keep: by method name (any of), none means all."""
+
+    methods: frozenset[str] = frozenset()
+
+    def keep(self, record: Mapping[str, Any]) -> bool:
+        return not self.methods or record.get("method") in self.methods
+
+
+@dataclass
+class TapCounters:
+    """What the tap saw: copies received, kept by the filter, undecodable, dropped."""
+
+    received: int = 0
+    kept: int = 0
+    undecodable: int = 0
+    dropped: int = 0
+    dropped_exact: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "kept": self.kept,
+            "undecodable": self.undecodable,
+            "dropped": self.dropped,
+            "dropped_exact": self.dropped_exact,
+        }
+
+
+def _check_name(what: str, value: str) -> None:
+    if not value or any(c in value for c in "*#") or value != value.strip():
+        raise BadInputError(
+            f"{what} {value!r} cannot be tapped", hint=f"give a literal {what}, without * or #"
+        )
+
+
+@dataclass
+class Tap:
+    """Copies of the requests sent to ``topic`` (see the module docstring).
+
+    ``host`` narrows the topic bindings to ``<topic>.<host>`` (its fanouts still arrive);
+    ``fanout_only`` binds the fanout exchange alone. ``on_record(record)`` gets each kept record.
+    """
+
+    transport_url: Any
+    topic: str
+    options: transport.RabbitOptions | None = None
+    exchange: str | None = None
+    host: str | None = None
+    fanout_only: bool = False
+    queue_limit: int = DEFAULT_QUEUE_LIMIT
+    filter: TapFilter = field(default_factory=TapFilter)
+    on_record: Callable[[dict[str, Any]], None] | None = None
+    with_args: bool = True
+    counters: TapCounters = field(default_factory=TapCounters)
+    queue: str | None = None
+    bindings: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_name("topic", self.topic)
+        if self.host is not None:
+            _check_name("host", self.host)
+        if self.queue_limit < 1:
+            raise BadInputError("the tap's queue limit must be at least 1")
+        self.url = transport.parse_transport_url(self.transport_url)
+        self.options = self.url.apply_to(self.options or transport.RabbitOptions())
+        self.exchange = self.exchange or self.options.control_exchange
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._dropped_queue: str | None = None
+        self._last_tag = 0
+        self._unacked = 0
+        self.prefetch = max(1, min(MAX_PREFETCH, self.queue_limit // 10))
+        self._max_kept: int | None = None
+        self._ending = False
+        self._ack_every = max(1, self.prefetch // 2)
+        self._fanout_exchange = transport.fanout_exchange_name(self.topic)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def __enter__(self) -> Tap:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _exchange_exists(self, name: str) -> bool:
+        """A passive declare on a channel of its own (a 404 closes the channel)."""
+        assert self._connection is not None
+        channel = self._connection.channel()
+        try:
+            channel.exchange_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        with contextlib.suppress(*_PIKA_ERRORS):
+            channel.close()
+        return True
+
+    def start(self) -> None:
+        """Connect, declare the tap's queues, bind them, start consuming.
+
+        Raises UnavailableError when the control exchange does not exist (nobody ever served
+        the topic on it), and the transport's errors when the broker cannot be used.
+        """
+        self._connection = transport.connect(self.url, self.options)
+        try:
+            self._declare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _declare(self) -> None:
+        assert self._connection is not None and self.options is not None
+        exchange = self.exchange  # set by __post_init__, never None from there on
+        assert exchange is not None
+        bind_topic = not self.fanout_only
+        if bind_topic and not self._exchange_exists(exchange):
+            from ..families import exchange_hint
+
+            raise UnavailableError(
+                f"exchange {exchange!r} does not exist, so nothing is sent to topic "
+                f"{self.topic!r} through it",
+                hint=exchange_hint(self.topic, exchange),
+            )
+        channel = self._connection.channel()
+        base = QUEUE_PREFIX + uuid.uuid4().hex
+        self.queue, self._dropped_queue = base, base + "-dropped"
+        channel.queue_declare(
+            self._dropped_queue,
+            exclusive=True,
+            auto_delete=True,
+            arguments={"x-max-length": self.queue_limit * DROPPED_QUEUE_FACTOR},
+        )
+        channel.queue_declare(
+            self.queue,
+            exclusive=True,
+            auto_delete=True,
+            arguments={
+                "x-max-length": self.queue_limit,
+                # drop-head is the default overflow; said explicitly so nobody wonders.
+                "x-overflow": "drop-head",
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self._dropped_queue,
+            },
+        )
+        if bind_topic:
+            keys = [f"{self.topic}.{self.host}"] if self.host else [self.topic, f"{self.topic}.#"]
+            for key in keys:
+                channel.queue_bind(self.queue, exchange, routing_key=key)
+                self.bindings.append((exchange, key))
+        self._channel = channel
+        # The fanout exchange is auto-delete and exists only while a server of the topic runs
+        # (or after a client's fanout cast). The tap never creates it: its flags depend on the
+        # deployment (durable with rabbit_transient_quorum_queue), and one declared otherwise
+        # would make the services' own declarations fail. Bound now if it exists, else as soon
+        # as it appears (run() looks every second).
+        self._bind_fanout()
+        # basic.qos applies to the consumers started after it: few copies in flight, but the
+        # dropped ones (only counted) may come in large batches.
+        channel.basic_qos(prefetch_count=self.prefetch)
+        channel.basic_consume(self.queue, self._on_copy)
+        channel.basic_qos(prefetch_count=MAX_PREFETCH)
+        channel.basic_consume(self._dropped_queue, self._on_dropped)
+
+    @property
+    def fanout_bound(self) -> bool:
+        return (self._fanout_exchange, self.topic) in self.bindings
+
+    def _bind_fanout(self) -> None:
+        if self.fanout_bound or not self._exchange_exists(self._fanout_exchange):
+            return
+        try:
+            self._channel.queue_bind(self.queue, self._fanout_exchange, routing_key=self.topic)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            raise UnavailableError(  # it went away between the look and the bind
+                f"{self._fanout_exchange} went away while the tap bound to it",
+                hint="run the tap again",
+            ) from None
+        self.bindings.append((self._fanout_exchange, self.topic))
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _ack(self, delivery_tag: int) -> None:
+        self._last_tag = delivery_tag
+        self._unacked += 1
+        if self._unacked >= self._ack_every:
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        if self._unacked and self._channel is not None and self._channel.is_open:
+            self._channel.basic_ack(self._last_tag, multiple=True)
+        self._unacked = 0
+
+    def _on_dropped(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        self.counters.dropped += 1
+        self._ack(method.delivery_tag)
+
+    def _on_copy(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._ending or (self._max_kept is not None and self.counters.kept >= self._max_kept):
+            self._ack(method.delivery_tag)  # after the end (--count reached, or closing)
+            return
+        self.counters.received += 1
+        record = decode_copy(
+            method.exchange,
+            method.routing_key,
+            properties,
+            body,
+            topic=self.topic,
+            with_args=self.with_args,
+        )
+        self._ack(method.delivery_tag)
+        if record["error"] is not None:
+            self.counters.undecodable += 1
+        if not self.filter.keep(record):
+            return
+        self.counters.kept += 1
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def _check_dropped_queue(self) -> None:
+        """A dropped-copies queue at its own limit may have lost counts: say "at least"."""
+        assert self._channel is not None and self._dropped_queue is not None
+        frame = self._channel.queue_declare(self._dropped_queue, passive=True)
+        if frame.method.message_count >= self.queue_limit * DROPPED_QUEUE_FACTOR - self.prefetch:
+            self.counters.dropped_exact = False
+
+    def run(
+        self,
+        *,
+        count: int | None = None,
+        duration: float | None = None,
+        tick: Callable[[], None] | None = None,
+        tick_interval: float = 0.5,
+    ) -> TapCounters:
+        """Consume until ``count`` records were kept or ``duration`` seconds passed (or forever);
+        ``tick()`` runs every ``tick_interval`` seconds (a live view refreshes there)."""
+        assert self._connection is not None, "start() first"
+        deadline = None if duration is None else time.monotonic() + duration
+        self._max_kept = count
+        next_check = time.monotonic() + 1.0
+        try:
+            while count is None or self.counters.kept < count:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                limit = tick_interval if deadline is None else min(tick_interval, deadline - now)
+                self._connection.process_data_events(time_limit=max(0.0, limit))
+                self._flush_acks()
+                if time.monotonic() >= next_check:
+                    self._check_dropped_queue()
+                    self._bind_fanout()
+                    next_check = time.monotonic() + 1.0
+                if tick is not None:
+                    tick()
+        except _PIKA_ERRORS as exc:
+            raise UnavailableError(
+                f"lost the broker while tapping {self.topic}: "
+                f"{redact.mask_url_passwords(str(exc) or type(exc).__name__)}",
+                hint="check that RabbitMQ is running",
+            ) from None
+        return self.counters
+
+    def count_dropped(self, timeout: float = 2.0) -> None:
+        """Count the dropped copies still queued (the last moments, or a pause), within
+        ``timeout``: the count is only complete once that queue is empty."""
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None or not channel.is_open:
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(*_PIKA_ERRORS):
+            # No more copies shown once the tap is ending, only the drops counted. (Cancelling
+            # the consumer instead would requeue the copies in flight into a full queue, and
+            # the broker would drop, and count, as many.)
+            self._ending = True
+            while True:
+                connection.process_data_events(time_limit=0.05)
+                frame = channel.queue_declare(self._dropped_queue, passive=True)
+                if frame.method.message_count == 0:
+                    # Deliveries sent before the answer arrive before it: take them too.
+                    connection.process_data_events(time_limit=0.05)
+                    break
+                if time.monotonic() >= deadline:
+                    self.counters.dropped_exact = False
+                    break
+            self._flush_acks()
+
+    def close(self) -> None:
+        """Count the last dropped copies, delete the tap's queues and close (the broker would
+        delete them anyway: they are exclusive)."""
+        self.count_dropped()
+        connection, channel = self._connection, self._channel
+        self._connection = self._channel = None
+        if connection is None or not connection.is_open:
+            return
+        with contextlib.suppress(*_PIKA_ERRORS):
+            if channel is not None and channel.is_open:
+                for tag in list(channel.consumer_tags):
+                    channel.basic_cancel(tag)
+                for name in (self.queue, self._dropped_queue):
+                    if name:
+                        channel.queue_delete(name)
+        with contextlib.suppress(*_PIKA_ERRORS):
+            connection.close()
+
+
+# ---------------------------------------------------------------------------
+# Statistics per method (pure)
+
+
+class TapStats:
+    """Requests per second, bytes and distinct callers per method, for ``tap --stats``.
+
+    ``rate`` in :meth:`rows` is over the last ``window`` seconds (what a live view shows);
+    ``totals()`` gives the whole run's average.
+    """
+
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.window = window
+        self._clock = clock
+        self.started = clock()
+        self._methods: dict[str, dict[str, Any]] = {}
+        # (whole second, requests per method in it), for the sliding rate
+        self._recent: collections.deque[tuple[int, collections.Counter[str]]] = collections.deque()
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        method = record.get("method") or "(undecodable)"
+        entry = self._methods.get(method)
+        if entry is None:
+            entry = self._methods[method] = {
+                "requests": 0,
+                "bytes": 0,
+                "callers": set(),
+                "kinds": collections.Counter(),
+            }
+        entry["requests"] += 1
+        entry["bytes"] += int(record.get("bytes") or 0)
+        if record.get("caller"):
+            entry["callers"].add(record["caller"])
+        entry["kinds"][record.get("kind")] += 1
+        second = int(self._clock())
+        if not self._recent or self._recent[-1][0] != second:
+            self._recent.append((second, collections.Counter()))
+        self._recent[-1][1][method] += 1
+
+    def _window_counts(self) -> collections.Counter[str]:
+        horizon = self._clock() - self.window
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        counts: collections.Counter[str] = collections.Counter()
+        for _, per_method in self._recent:
+            counts.update(per_method)
+        return counts
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per method, highest recent rate first."""
+        elapsed = max(self._clock() - self.started, 1e-9)
+        span = min(self.window, elapsed)
+        recent = self._window_counts()
+        rows = [
+            {
+                "method": method,
+                "rate": round(recent.get(method, 0) / span, 1),
+                "requests": entry["requests"],
+                "bytes": entry["bytes"],
+                "callers": len(entry["callers"]),
+                "calls": entry["kinds"]["call"],
+                "casts": entry["kinds"]["cast"],
+                "fanouts": entry["kinds"]["fanout"],
+            }
+            for method, entry in self._methods.items()
+        ]
+        rows.sort(key=lambda row: (-row["rate"], -row["requests"], row["method"]))
+        return rows
+
+    def totals(self, counters: TapCounters | None = None) -> dict[str, Any]:
+        """The whole run: per method (rate = average over the run), and the tap's counters."""
+        elapsed = max(self._clock() - self.started, 1e-9)
+        methods = []
+        for row in self.rows():
+            row = dict(row)
+            row["rate"] = round(row["requests"] / elapsed, 3)
+            methods.append(row)
+        methods.sort(key=lambda row: (-row["rate"], row["method"]))
+        result: dict[str, Any] = {
+            "seconds": round(elapsed, 3),
+            "requests": sum(row["requests"] for row in methods),
+            "bytes": sum(row["bytes"] for row in methods),
+            "methods": methods,
+        }
+        if counters is not None:
+            result.update(counters.as_dict())
+        return result
