@@ -32,6 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 
 
@@ -298,7 +301,7 @@ def main() -> int:
 
         postgres = None
         if not options.skip_postgres:
-            from manager_cli.testing.postgres import PostgresServer
+            from rigs.postgres import PostgresServer
 
             try:
                 postgres = PostgresServer().start()
@@ -328,7 +331,7 @@ def main() -> int:
             node = None
             rabbit_url = options.url
             if rabbit_url is None:
-                from manager_cli.testing.rabbitmq import RabbitMQNode
+                from rigs.rabbitmq import RabbitMQNode
 
                 node = RabbitMQNode("managerctl-bench")
                 print(

@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+# The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+
 HOST = "bench-oneshot"
 
 RAW_PIKA_CALL = r"""
@@ -127,7 +130,7 @@ def main() -> None:
         port = int(options.url.rsplit(":", 1)[1].split("/")[0])
         bench(options.url, port, options.runs)
         return
-    from manager_cli.testing.rabbitmq import RabbitMQNode
+    from rigs.rabbitmq import RabbitMQNode
 
     with RabbitMQNode(name_prefix="managerctl-bench") as node:
         bench(node.url, node.port, options.runs)

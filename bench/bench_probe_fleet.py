@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+
 ROOT = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = ROOT / "tests" / "probe_peers" / "oslo_fleet_peer.py"
 TOPIC = "bench_fleet"
@@ -123,7 +126,7 @@ def main() -> None:
     if options.url:
         run(options.url, options.runs, options.hosts)
         return
-    from manager_cli.testing.rabbitmq import RabbitMQNode
+    from rigs.rabbitmq import RabbitMQNode
 
     print("starting a throwaway RabbitMQ node ...", file=sys.stderr, flush=True)
     with RabbitMQNode("managerctl-bench") as node:

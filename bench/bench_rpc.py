@@ -47,6 +47,9 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+# The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+
 TOPIC = "bench_rpc"  # managerctl's served manager
 FLOOR_TOPIC = "bench_floor"  # the raw-pika echo server
 OSLO_TOPIC = "bench_oslo"  # the oslo.messaging server
@@ -289,7 +292,7 @@ def main() -> int:
     node = None
     url = options.url
     if url is None:
-        from manager_cli.testing.rabbitmq import RabbitMQNode
+        from rigs.rabbitmq import RabbitMQNode
 
         node = RabbitMQNode("managerctl-bench")
         print(f"starting a throwaway RabbitMQ node ({node.nodename}) ...", file=sys.stderr)

@@ -33,6 +33,9 @@ import tempfile
 import time
 import uuid
 
+# The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 CONTEXT = {"user": "bench", "project_id": "p", "request_id": "req-bench"}
 
@@ -204,7 +207,7 @@ def main() -> int:
     node = None
     url = options.url
     if url is None:
-        from manager_cli.testing.rabbitmq import RabbitMQNode
+        from rigs.rabbitmq import RabbitMQNode
 
         node = RabbitMQNode("managerctl-bench")
         print(f"starting a throwaway RabbitMQ node ({node.nodename}) ...", file=sys.stderr)

@@ -500,7 +500,7 @@ class Settings:
 
 
 def _files_from_dirs(config_dirs: Iterable[str]) -> list[str]:
-    files = []
+    files: list[str] = []
     for directory in config_dirs:
         if not os.path.isdir(directory):
             raise ConfigError(

@@ -36,8 +36,9 @@ HOOKS = names.HOOKS
 class CapabilityPublisher(Protocol):
     """What a SchedulerDependentManager needs to publish: a fanout cast to a topic."""
 
-    def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> None:
-        """Send ``method(**args)`` to every server of ``topic``, without waiting."""
+    def fanout_cast(self, context: Any, topic: str, method: str, args: dict[str, Any]) -> bool:
+        """Send ``method(**args)`` to every server of ``topic``, without waiting; False when it
+        could not be sent (the publisher says why in its log, and the next interval retries)."""
 
 
 class BaseRPCAPI:

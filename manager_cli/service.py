@@ -347,7 +347,9 @@ class Service:
             pid=os.getpid(),
             rpc_api_version=str(manager.RPC_API_VERSION),
             publishes_capabilities=publishes,
-            scheduler_topic=manager.scheduler_topic if publishes else None,
+            scheduler_topic=(
+                manager.scheduler_topic if isinstance(manager, SchedulerDependentManager) else None
+            ),
             hooks=[asdict(run) for run in self.hook_runs],
         )
         LOG.info("service record of %s on %s created", manager.service_name, manager.host)

@@ -11,9 +11,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from manager_cli.testing.postgres import PostgresServer, ensure_postgres_installed
-from manager_cli.testing.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
+from rigs.postgres import PostgresServer, ensure_postgres_installed
+from rigs.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
 
 BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url", "rabbitmq4", "rabbitmq4_strict"})
 

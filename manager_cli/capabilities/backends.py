@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ class _Backend:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """One statement for many parameter sets (one round trip per batch where the driver
         pipelines: psycopg 3)."""
         for params in rows:
@@ -206,7 +206,7 @@ class _SQLiteBackend(_Backend):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params or {}).fetchall()
 
-    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._conn.executemany(sql, rows)
 
@@ -322,7 +322,7 @@ class _SQLAlchemyBackend(_Backend):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._conn.execute(self._text(sql), dict(params or {}))]
 
-    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._conn.execute(self._text(sql), [dict(row) for row in rows])
 

@@ -193,9 +193,9 @@ class CapabilityStore:
             capabilities = [capabilities]
         received_at = time.time() if received_at is None else float(received_at)
         text = json.dumps(capabilities, default=str)
-        params = {"service": str(service), "host": str(host), "received_at": received_at}
+        key = (str(service), str(host))
+        params = {"service": key[0], "host": key[1], "received_at": received_at}
         new = json.loads(text)  # what a reader will get back: tuples as lists, and so on
-        key = (params["service"], params["host"])
 
         def record(db: _Backend) -> bool:
             rows = db.query(_SELECT_CURRENT + db.for_update, params)
@@ -262,6 +262,7 @@ class CapabilityStore:
                     continue
                 old = None if old_shown is None else json.loads(old_shown)
                 diff = diff_capabilities(old, new)
+                changed_keys.append(key)
                 changes.append(
                     {
                         "service": service,
@@ -281,7 +282,6 @@ class CapabilityStore:
             db.execute_many(_UPSERT_CAPS_FINAL, upserts)
             db.execute_many(_TOUCH_CAPS, touches)
             db.execute_many(_INSERT_CHANGE, changes)
-            changed_keys = [(c["service"], c["host"]) for c in changes]
             prune = []
             for key in dict.fromkeys(changed_keys):
                 count = self._changes_since_prune.get(key, 0)

@@ -640,7 +640,7 @@ def changed_cells(
 
 
 def watch(
-    produce: Callable[[], tuple[list[Mapping[str, Any]], list[str]]],
+    produce: Callable[[], tuple[Sequence[Mapping[str, Any]], list[str]]],
     interval: float,
     opts: OutputOptions,
     *,

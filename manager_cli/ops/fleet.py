@@ -142,7 +142,7 @@ def read_hosts_file(path: str) -> list[str]:
             f"cannot read the hosts file {path}: {exc.strerror or exc}",
             hint="give a readable file, or - for standard input",
         ) from None
-    hosts = []
+    hosts: list[str] = []
     for line in text.splitlines():
         hosts.extend(line.split("#", 1)[0].split())
     if not hosts:

@@ -17,6 +17,7 @@ renders them and turns the verdicts into exit codes. No click, no rich, and no p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,33 +223,33 @@ def probe_hosts(
     )
     results = []
     for answer in answers:
-        base = {"host": answer.host, "topic": topic, "exchange": exchange, "method": name}
+        probe_result = functools.partial(
+            ProbeResult, host=answer.host, topic=topic, exchange=exchange, method=name
+        )
         if answer.state in (fleet.DOWN, fleet.STUCK):
             error = answer.error
             results.append(
-                ProbeResult(
+                probe_result(
                     verdict=DOWN if answer.state == fleet.DOWN else STUCK,
                     rtt_ms=None,
                     answer=None,
                     detail=error.message if error is not None else None,
                     error=error,
-                    **base,
                 )
             )
         elif answer.state == fleet.FAILED:
             assert answer.failure is not None
             kind, detail = fleet.failure_fields(answer.failure)
             results.append(
-                ProbeResult(verdict=ALIVE, rtt_ms=answer.rtt_ms, answer=kind, detail=detail, **base)
+                probe_result(verdict=ALIVE, rtt_ms=answer.rtt_ms, answer=kind, detail=detail)
             )
         else:
             results.append(
-                ProbeResult(
+                probe_result(
                     verdict=ALIVE,
                     rtt_ms=answer.rtt_ms,
                     answer="result",
                     service=_service_of(answer.result),
-                    **base,
                 )
             )
     return results

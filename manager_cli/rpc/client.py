@@ -325,7 +325,7 @@ class RPCClient:
                     channel.queue_delete(self._reply_q)
             except _CONNECTION_ERRORS:
                 LOG.debug("could not delete reply queue %s", self._reply_q)
-            with contextlib.suppress(_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
 
     def connect(self) -> None:
@@ -362,9 +362,15 @@ class RPCClient:
         self._last_io = time.monotonic()
         self._open_channel()
 
+    @property
+    def _live_connection(self) -> pika.BlockingConnection:
+        """The connection, once _connect() made it (every caller runs after it)."""
+        assert self._connection is not None, "not connected"
+        return self._connection
+
     def _open_channel(self) -> None:
         """The channel calls and replies use; consumes the reply queue if there is one."""
-        channel = self._connection.channel()
+        channel = self._live_connection.channel()
         channel.add_on_return_callback(self._on_return)
         self._channel = channel
         self._consuming = False
@@ -383,7 +389,7 @@ class RPCClient:
         connection, self._connection = self._connection, None
         self._channel = self._cast_channel = self._check_channel = None
         if connection is not None and connection.is_open:
-            with contextlib.suppress(_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
 
     def _ready(self) -> None:
@@ -469,7 +475,7 @@ class RPCClient:
         return shape.name
 
     def _open_cast_channel(self) -> None:
-        channel = self._connection.channel()
+        channel = self._live_connection.channel()
         channel.confirm_delivery()
         self._cast_channel = channel
 
@@ -486,7 +492,7 @@ class RPCClient:
             channel = self._check_channel
             try:
                 if channel is None or not channel.is_open:
-                    channel = self._check_channel = self._connection.channel()
+                    channel = self._check_channel = self._live_connection.channel()
                 if kind == "queue":
                     return channel.queue_declare(name, passive=True)
                 return channel.exchange_declare(name, passive=True)
@@ -619,7 +625,7 @@ class RPCClient:
                 self._timed_out = True
                 return
             try:
-                self._connection.process_data_events(time_limit=deadline - now)
+                self._live_connection.process_data_events(time_limit=deadline - now)
             except _CONNECTION_ERRORS as exc:
                 if refusals.is_refusal(exc):
                     raise
@@ -793,8 +799,8 @@ class RPCClient:
 
         Each request is a dict of ``call()``'s arguments (``context``, ``method``, ``topic``, ...).
         """
-        requests = [dict(request) for request in requests]
-        for request in requests:
+        copies = [dict(request) for request in requests]
+        for request in copies:
             unknown = set(request) - _CALL_KEYS
             if unknown or "method" not in request or "topic" not in request:
                 raise BadInputError(
@@ -803,7 +809,7 @@ class RPCClient:
                 )
         with self._lock, refusals.map_amqp_errors("sending calls"):
             sent: list[_Call | BaseException] = []
-            for request in requests:
+            for request in copies:
                 try:
                     sent.append(
                         self._send_call(
@@ -928,7 +934,7 @@ class RPCClient:
             exchange = transport.fanout_exchange_name(topic)
             channel = self._check_channel
             if channel is None or not channel.is_open:
-                channel = self._check_channel = self._connection.channel()
+                channel = self._check_channel = self._live_connection.channel()
             try:
                 channel.exchange_declare(exchange, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
@@ -961,7 +967,7 @@ class RPCClient:
                     if remaining <= 0:
                         break
                     try:
-                        self._connection.process_data_events(time_limit=remaining)
+                        self._live_connection.process_data_events(time_limit=remaining)
                     except _CONNECTION_ERRORS as exc:
                         if refusals.is_refusal(exc):
                             raise
@@ -971,4 +977,5 @@ class RPCClient:
             finally:
                 self._calls.pop(msg_id, None)
                 self._last_io = time.monotonic()
+            assert call.replies is not None  # a broadcast's list, from the start
             return list(call.replies)

@@ -166,7 +166,7 @@ class RPCDispatcher:
 
 def describe_endpoints(endpoints: Iterable[object]) -> list[Mapping[str, Any]]:
     """One record per endpoint: namespace, version and callable methods (for ``managers show``)."""
-    records = []
+    records: list[Mapping[str, Any]] = []
     for endpoint in endpoints:
         target = endpoint_target(endpoint)
         records.append(

@@ -355,7 +355,7 @@ class RPCServer:
             job.timer = None  # timers die with their connection; _setup schedules new ones
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
-            with contextlib.suppress(_CONNECTION_ERRORS):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 connection.close()
         self._host_offset += 1
         self._event("disconnected")
@@ -400,7 +400,7 @@ class RPCServer:
         connection = self._connection
         if connection is None:
             return  # the I/O thread picks the work up after reconnecting
-        with contextlib.suppress(_CONNECTION_ERRORS):
+        with contextlib.suppress(*_CONNECTION_ERRORS):
             connection.add_callback_threadsafe(callback)
 
     def _begin_stop(self) -> None:
@@ -584,8 +584,9 @@ class RPCServer:
         them, and the copies must run, not be dropped as duplicates."""
         for _tag, job in taken:
             self._jobs.discard(job)
-            with contextlib.suppress(ValueError):
-                self._seen.remove(job.request.unique_id)
+            if job.request.unique_id is not None:
+                with contextlib.suppress(ValueError):
+                    self._seen.remove(job.request.unique_id)
 
     def _start_backlog(self) -> None:
         channel = self._channel

@@ -259,14 +259,16 @@ class Tap:
 
     def _declare(self) -> None:
         assert self._connection is not None and self.options is not None
+        exchange = self.exchange  # set by __post_init__, never None from there on
+        assert exchange is not None
         bind_topic = not self.fanout_only
-        if bind_topic and not self._exchange_exists(self.exchange):
+        if bind_topic and not self._exchange_exists(exchange):
             from ..families import exchange_hint
 
             raise UnavailableError(
-                f"exchange {self.exchange!r} does not exist, so nothing is sent to topic "
+                f"exchange {exchange!r} does not exist, so nothing is sent to topic "
                 f"{self.topic!r} through it",
-                hint=exchange_hint(self.topic, self.exchange),
+                hint=exchange_hint(self.topic, exchange),
             )
         channel = self._connection.channel()
         base = QUEUE_PREFIX + uuid.uuid4().hex
@@ -292,8 +294,8 @@ class Tap:
         if bind_topic:
             keys = [f"{self.topic}.{self.host}"] if self.host else [self.topic, f"{self.topic}.#"]
             for key in keys:
-                channel.queue_bind(self.queue, self.exchange, routing_key=key)
-                self.bindings.append((self.exchange, key))
+                channel.queue_bind(self.queue, exchange, routing_key=key)
+                self.bindings.append((exchange, key))
         self._channel = channel
         # The fanout exchange is auto-delete and exists only while a server of the topic runs
         # (or after a client's fanout cast). The tap never creates it: its flags depend on the

@@ -1,1 +1,4 @@
-"""Helpers for testing managerctl against a real broker."""
+"""What manager authors need to test their managers.
+
+(The throwaway RabbitMQ and PostgreSQL servers of managerctl's own tests are under tests/rigs.)
+"""

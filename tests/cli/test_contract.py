@@ -337,7 +337,7 @@ def test_password_never_printed_by_any_command(rabbitmq, tmp_path) -> None:
 
 @pytest.fixture
 def free_port() -> int:
-    from manager_cli.testing.rabbitmq import free_port as pick
+    from rigs.rabbitmq import free_port as pick
 
     return pick()
 

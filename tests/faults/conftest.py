@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from faults_support import OWNER_MARK, delete_topology
 from proxy import FaultProxy
-
-from manager_cli.testing.rabbitmq import RabbitMQNode
+from rigs.rabbitmq import RabbitMQNode
 
 PRIVATE_PREFIX = "managerctl-test-faults"
 BROKER_FIXTURES = frozenset({"rabbitmq", "broker_url"})

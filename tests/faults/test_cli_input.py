@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 from faults_support import clean_env, managerctl
-
-from manager_cli.testing.rabbitmq import free_port
+from rigs.rabbitmq import free_port
 
 SECRET = "Sekr3t-in-config"
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import pytest
 from faults_support import Run, clean_env, managerctl
 from proxy import FaultProxy, GarbageServer
-
-from manager_cli.testing.rabbitmq import free_port
+from rigs.rabbitmq import free_port
 
 # The default connect timeout, and what a Python process needs to start and import what a
 # command uses, on a busy two-core machine (measured: 0.2-0.4 s; allowed: 1 s).

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from rigs.rabbitmq import RabbitMQNode, free_port
 
 from manager_cli.errors import (
     AccessRefusedError,
@@ -36,7 +37,6 @@ from manager_cli.errors import (
     RemoteError,
 )
 from manager_cli.ops import probe as probing
-from manager_cli.testing.rabbitmq import RabbitMQNode, free_port
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "probe_peers" / "oslo_probe_peer.py"

@@ -8,8 +8,7 @@ import uuid
 
 import pika
 import pytest
-
-from manager_cli.testing.rabbitmq import RabbitMQNode, amqp_handshake
+from rigs.rabbitmq import RabbitMQNode, amqp_handshake
 
 
 def _connect(node: RabbitMQNode) -> pika.BlockingConnection:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pika
 import pytest
+from rigs.rabbitmq import free_port
 
 from manager_cli.errors import (
     AccessRefusedError,
@@ -27,7 +28,6 @@ from manager_cli.rpc.client import RPCClient
 from manager_cli.rpc.dispatcher import RPCDispatcher, Target
 from manager_cli.rpc.server import RPCServer
 from manager_cli.rpc.transport import RabbitOptions, parse_transport_url
-from manager_cli.testing.rabbitmq import free_port
 
 TOPIC = f"rpctest_{uuid.uuid4().hex[:8]}"
 CONTEXT = {"user": "alice", "roles": ["admin"]}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pika
 import pytest
+from rigs.rabbitmq import free_port
 from tap_support import (
     Background,
     clean_env,
@@ -28,7 +29,6 @@ from tap_support import (
 
 from manager_cli.context import get_admin_context
 from manager_cli.rpc import wire
-from manager_cli.testing.rabbitmq import free_port
 
 FAST_RECONNECT = "?rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2&rabbit_interval_max=0.5"
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rigs.rabbitmq import free_port
 from tap_peers.oslo_sender import SECRETS
 from tap_support import (
     Background,
@@ -36,7 +37,6 @@ from manager_cli.context import get_admin_context
 from manager_cli.rpc.client import RPCClient
 from manager_cli.rpc.topology import Topology
 from manager_cli.rpc.transport import RabbitOptions
-from manager_cli.testing.rabbitmq import free_port
 
 EXCHANGE = "openstack"
 

@@ -25,8 +25,7 @@ from interop_support import (
     delete_queue_names,
     delete_queues,
 )
-
-from manager_cli.testing.rabbitmq import RabbitMQNode
+from rigs.rabbitmq import RabbitMQNode
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 import pytest
-
-from manager_cli.testing.rabbitmq import RabbitMQNode
+from rigs.rabbitmq import RabbitMQNode
 
 PEERS_DIR = Path(__file__).parent / "peers"
 PEER_SCRIPT = PEERS_DIR / "oslo_server.py"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from peers_support import Cloud, Fleet, PlacementStandIn, ensure_venvs
-
-from manager_cli.testing.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
+from rigs.rabbitmq import RabbitMQNode, ensure_rabbitmq_installed
 
 HERE = Path(__file__).resolve().parent
 

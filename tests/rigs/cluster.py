@@ -12,7 +12,7 @@ import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from manager_cli.testing.rabbitmq import RabbitMQNode
+from .rabbitmq import RabbitMQNode
 
 
 class ClusterNode(RabbitMQNode):

@@ -25,8 +25,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from manager_cli.testing._local import LOOPBACK, tail
-from manager_cli.testing.rabbitmq import _AMQPProbeError, _free_ports, amqp_handshake
+from ._local import LOOPBACK, tail
+from .rabbitmq import _AMQPProbeError, _free_ports, amqp_handshake
 
 DEFAULT_ROOT = "/var/cache/managerctl-rabbitmq4/trixie"
 MARKER = ".managerctl-rabbitmq4-ready"

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from manager_cli.testing._local import chown_tree
-from manager_cli.testing.rabbitmq import RabbitMQNode, _free_ports
+from ._local import chown_tree
+from .rabbitmq import RabbitMQNode, _free_ports
 
 CLIENT_USER = "managerctl-tls-client"
 WRONG_NAME_ADDRESS = "127.0.0.2"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rigs.rabbitmq import free_port
 
 from manager_cli.capabilities import (
     DEFAULT_STALE_AFTER,
@@ -41,7 +42,6 @@ from manager_cli.capabilities.collector import CapabilityIntake
 from manager_cli.config import load_settings
 from manager_cli.errors import BadInputError, ConfigError, UnavailableError
 from manager_cli.rpc import wire
-from manager_cli.testing.rabbitmq import free_port
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 HOSTINFO = {"cpu_count": 4, "load": {"1m": 0.5, "5m": 0.25}, "platform": "linux"}

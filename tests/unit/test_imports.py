@@ -162,3 +162,14 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_the_package_ships_no_test_rig_or_demo():
+    """Throwaway RabbitMQ/PostgreSQL launchers and the demo script live under tests/ and
+    scripts/: nothing in the wheel starts servers of its own."""
+    shipped = [
+        name
+        for name in MODULES
+        if name.rpartition(".")[2] in ("rabbitmq", "postgres", "_local", "demo")
+    ]
+    assert shipped == []

@@ -1,4 +1,4 @@
-"""Small helpers shared by the throwaway servers (RabbitMQ, PostgreSQL) of manager_cli.testing."""
+"""Small helpers shared by the throwaway servers (RabbitMQ, PostgreSQL) of the test rigs."""
 
 from __future__ import annotations
 

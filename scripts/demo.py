@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from .redact import mask_url_passwords
+from manager_cli.redact import mask_url_passwords
 
 LOCAL_BROKER_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 DEMO_HOST = "demo-host"
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("demo: nothing answers on 127.0.0.1:5672")
         rpc_part(LOCAL_BROKER_URL)
         return
-    from .testing.rabbitmq import RabbitMQNode
+    # The throwaway node is the test suite's rig (tests/rigs), not part of the package.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+    from rigs.rabbitmq import RabbitMQNode
 
     _banner("starting a throwaway RabbitMQ node on a free loopback port")
     started = time.monotonic()

@@ -10,7 +10,7 @@ Typical use::
     with PostgresServer() as server:
         url = server.create_database("test1")   # postgresql://postgres@127.0.0.1:PORT/test1
 
-Run ``python -m manager_cli.testing.postgres`` to keep a server in the foreground until Ctrl-C.
+Run ``python -m rigs.postgres (from tests/)`` to keep a server in the foreground until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m manager_cli.testing.postgres",
+        prog="python -m rigs.postgres",
         description="Run a throwaway PostgreSQL server on 127.0.0.1 until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")

@@ -11,7 +11,7 @@ Typical use::
         node.list_queues()        # [{'name': ..., 'messages': 0, 'consumers': 1}, ...]
         node.restart()            # same data dir, same ports
 
-Run ``python -m manager_cli.testing.rabbitmq`` to keep a node in the
+Run ``python -m rigs.rabbitmq (from tests/)`` to keep a node in the
 foreground until Ctrl-C.
 """
 
@@ -580,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m manager_cli.testing.rabbitmq",
+        prog="python -m rigs.rabbitmq",
         description="Run a throwaway RabbitMQ node on 127.0.0.1 until Ctrl-C.",
     )
     parser.add_argument("--name-prefix", default="managerctl-dev")
