@@ -71,6 +71,7 @@ class FanoutListener:
         self._connection = transport.connect(self.url, self.options)
         with self._mapped_errors(f"joining {transport.fanout_exchange_name(self.topic)}"):
             exchange = self.topology.fanout_exchange(self.topic)
+            assert self._connection is not None, "start() first"
             channel = self._declare_exchange(self._connection.channel(), exchange)
             self.queue = self.topology.declare_queue(channel, self.topology.listener_queue())
             channel.queue_bind(queue=self.queue, exchange=exchange.name, routing_key=self.topic)
@@ -118,6 +119,7 @@ class FanoutListener:
         )
         with self._mapped_errors(f"casting {method} to {topic}"):
             exchange = self.topology.fanout_exchange(topic)
+            assert self._connection is not None, "start() first"
             channel = self._declare_exchange(self._connection.channel(), exchange)
             channel.basic_publish(exchange.name, "", body, self._props)
             # Its own channel: a 406 must not close the one this listener consumes on.
