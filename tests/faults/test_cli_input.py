@@ -73,7 +73,7 @@ CASES = {
         "heartbeat_timeout_threshold expects an integer",
     ),
     "timeout not a number": (("ping", "web01", "--topic", "t", "--timeout", "soon"), 2, "soon"),
-    "ping without a target": (("ping", "--topic", "t"), 2, "give a HOST or --all"),
+    "ping without a target": (("ping", "--topic", "t"), 2, "give a HOST, --hosts-file or --all"),
     "probe timeout zero": (("probe", "web01", "--topic", "t", "--timeout", "0"), 2, "--timeout"),
 }
 
