@@ -250,6 +250,7 @@ class CapabilityStore:
                         current[(service, host)] = canonical(json.loads(text))
             final: dict[tuple[str, str], dict[str, Any]] = {}
             changes = []
+            changed_keys: list[tuple[str, str]] = []
             for service, host, text, received_at, new in prepared:
                 key = (service, host)
                 shown = canonical(new)
