@@ -50,6 +50,12 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def _processname() -> str:
+    import sys
+
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "managerctl"
+
+
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "host",
@@ -233,7 +239,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "rabbit_qos_prefetch_count",
         "int",
         0,
-        "Prefetch count for consumers; 0 lets managerctl pick a bound from its worker count.",
+        "Prefetch count of each consumer (basic.qos per consumer, never global); 0 lets a "
+        "served manager pick a bound from its worker count.",
         group=RABBIT_GROUP,
     ),
     OptionSpec(
@@ -262,6 +269,99 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "float",
         60.0,
         "How long a server retries a reply whose reply queue has no consumer.",
+        group=RABBIT_GROUP,
+    ),
+    # The options that change the topology or the body (TOPOLOGIES.md): set them as the
+    # deployment's services do, or serve refuses to start (exit 78) rather than declare a queue
+    # of another shape.
+    OptionSpec(
+        "rabbit_quorum_queue",
+        "bool",
+        False,
+        "Quorum topic queues (x-queue-type: quorum), durable, with a durable control exchange.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "rabbit_quorum_delivery_limit",
+        "int",
+        0,
+        "x-delivery-limit of quorum queues; 0 for none.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "rabbit_quorum_max_memory_length",
+        "int",
+        0,
+        "x-max-in-memory-length of quorum queues; 0 for none.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "rabbit_quorum_max_memory_bytes",
+        "int",
+        0,
+        "x-max-in-memory-bytes of quorum queues; 0 for none.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "rabbit_transient_quorum_queue",
+        "bool",
+        False,
+        "Quorum reply and fanout queues, and durable fanout exchanges.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "rabbit_stream_fanout",
+        "bool",
+        False,
+        "One shared stream per fanout (<topic>_fanout) instead of a queue per server; needs "
+        "rabbit_transient_quorum_queue and rabbit_qos_prefetch_count > 0.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "use_queue_manager",
+        "bool",
+        False,
+        "Name reply and fanout queues <hostname>:<processname>:<n> instead of random ones.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "hostname",
+        "str",
+        None,
+        "Host name in queue manager names.",
+        group=RABBIT_GROUP,
+        sample_default="<the machine's host name>",
+        default_factory=_hostname,
+    ),
+    OptionSpec(
+        "processname",
+        "str",
+        None,
+        "Process name in queue manager names.",
+        group=RABBIT_GROUP,
+        sample_default="<the program's name>",
+        default_factory=_processname,
+    ),
+    OptionSpec(
+        "rabbit_ha_queues",
+        "bool",
+        False,
+        "Declare queues with x-ha-policy: all (classic mirroring; gone in RabbitMQ 4).",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "enable_cancel_on_failover",
+        "bool",
+        False,
+        "Consume with x-cancel-on-ha-failover.",
+        group=RABBIT_GROUP,
+    ),
+    OptionSpec(
+        "kombu_compression",
+        "str",
+        None,
+        "Compress every message body (gzip or bz2, as kombu does); compressed messages are "
+        "read whatever this says.",
         group=RABBIT_GROUP,
     ),
 )

@@ -5,7 +5,9 @@
 #   - installs the package with its test extras (skipped while pyproject.toml is unchanged),
 #   - installs rabbitmq-server with apt when it is not installed,
 #   - installs postgresql with apt when it is not installed (the capabilities store tests),
-#     and zsh, fish and tmux (completion tests in real shells, views in a real terminal).
+#     and zsh, fish and tmux (completion tests in real shells, views in a real terminal),
+#   - builds the cached venvs of real nova and cinder for tests/peers (see below),
+#   - builds the cached Debian 13 chroot with RabbitMQ 4.0 for tests/rabbitmq4 (see below).
 # Progress goes to stderr. Set PYTHON to use another interpreter than python3.
 
 _say() { printf '==> %s\n' "$*" >&2; }
@@ -91,7 +93,12 @@ managerctl_setup() {
     _have_rabbitmq || _die "rabbitmq-server still not found after apt-get install"
     if [ "${1:-}" = "--for-tests" ]; then
         _have_postgres || _die "PostgreSQL (initdb) still not found after apt-get install"
+        # Real nova and cinder for tests/peers, built while the RabbitMQ 4.0 chroot is (both
+        # take minutes cold); a failed venv build only makes that tier skip.
+        managerctl_peer_venvs &
+        local peers_pid=$!
         managerctl_setup_rabbitmq4
+        wait "$peers_pid" || true
     fi
 }
 
@@ -169,4 +176,80 @@ managerctl_setup_rabbitmq4() {
     [ -f "$root/$_RABBITMQ4_MARKER" ] && [ -x "$root/usr/lib/rabbitmq/bin/rabbitmq-server" ] &&
         return 0
     _build_rabbitmq4_root "$root"
+}
+
+# --------------------------------------------------------------------------------------
+# Real nova and cinder for tests/peers (design/PEERS.md), each in a venv of its own, cached
+# between runs under $MANAGERCTL_PEERS_CACHE (default /var/cache/managerctl-peers when writable,
+# else ~/.cache/managerctl-peers) and keyed by version. A venv is built in <dir>.tmp and renamed
+# once pip succeeded, with a marker file inside, so a half-made one is never used: it is rebuilt.
+# MANAGERCTL_PEERS=0 skips this (the tier then skips, saying why).
+MANAGERCTL_PEER_SPECS=("nova-34.0.0:nova==34.0.0" "cinder-29.0.0:cinder==29.0.0 fixtures")
+_PEER_MARKER=.managerctl-peer-complete
+
+managerctl_peers_cache() {
+    if [ -n "${MANAGERCTL_PEERS_CACHE:-}" ]; then
+        printf '%s\n' "$MANAGERCTL_PEERS_CACHE"
+    elif mkdir -p /var/cache/managerctl-peers 2>/dev/null && [ -w /var/cache/managerctl-peers ]; then
+        printf '%s\n' /var/cache/managerctl-peers
+    else
+        printf '%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}/managerctl-peers"
+    fi
+}
+
+# A venv's scripts name its interpreter by absolute path: after the rename, point them at it.
+_peer_venv_finish() {
+    local tmp=$1 dir=$2 spec=$3 f
+    grep -lI -- "$tmp" "$tmp"/bin/* 2>/dev/null | while read -r f; do
+        sed -i "s#$tmp#$dir#g" "$f"
+    done || true
+    printf '%s\n' "$spec" >"$tmp/$_PEER_MARKER"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+}
+
+_peer_venv_build() {
+    local dir=$1 spec=$2 tmp="$1.tmp" log="$1.log" python="${MANAGERCTL_PEERS_PYTHON:-${PYTHON:-python3}}"
+    # One builder per venv, even with several test runs at once; the others wait for it.
+    exec 9>"$dir.lock"
+    command -v flock >/dev/null 2>&1 && flock 9
+    if [ -f "$dir/$_PEER_MARKER" ] && [ "$(cat "$dir/$_PEER_MARKER")" = "$spec" ]; then
+        return 0
+    fi
+    _say "building the peer venv $dir (pip install $spec; log $log)"
+    rm -rf "$tmp"
+    # shellcheck disable=SC2086  # the spec is a list of requirements
+    if "$python" -m venv --prompt "${dir##*/}" "$tmp" >"$log" 2>&1 &&
+        "$tmp/bin/python" -m pip install $spec >>"$log" 2>&1; then
+        _peer_venv_finish "$tmp" "$dir" "$spec"
+        _say "peer venv ready: $dir"
+    else
+        _say "could not build $dir (the peers tier will skip); last lines of $log:"
+        tail -n 15 "$log" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+}
+
+managerctl_peer_venvs() {
+    [ "${MANAGERCTL_PEERS:-1}" = 0 ] && return 0
+    local cache entry pids=() rc=0 pid
+    cache=$(managerctl_peers_cache)
+    export MANAGERCTL_PEERS_CACHE=$cache
+    mkdir -p "$cache" || {
+        _say "cannot create $cache (set MANAGERCTL_PEERS_CACHE); the peers tier will skip"
+        return 0
+    }
+    # Debian ships venv/ensurepip apart from python3.
+    "${MANAGERCTL_PEERS_PYTHON:-${PYTHON:-python3}}" -c 'import ensurepip' >/dev/null 2>&1 ||
+        _apt_install python3-venv
+    for entry in "${MANAGERCTL_PEER_SPECS[@]}"; do
+        # Built in parallel: each is mostly waiting on downloads and unpacking.
+        (_peer_venv_build "$cache/${entry%%:*}" "${entry#*:}") &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || rc=1
+    done
+    return "$rc"
 }

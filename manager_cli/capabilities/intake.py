@@ -62,6 +62,7 @@ class FanoutIntake:
         self.on_request = on_request
         self.prefetch = prefetch
         self.queue: str | None = None
+        self._shape: Any = None
         self.received = 0
         self._connection: Any = None
         self._channel: Any = None
@@ -82,15 +83,23 @@ class FanoutIntake:
         self._thread.start()
 
     def _setup(self) -> None:
+        from ..rpc.topology import Topology
+
         url, options = transport.from_settings(self.settings)
         connection = transport.connect(url, options)
         try:
             channel = connection.channel()
-            self.queue = transport.declare_fanout_queue(
-                channel, options, self.topic, name=self.queue
+            # Declared exactly as an oslo server declares its fanout queue, in whatever
+            # topology the options say (a shared stream with rabbit_stream_fanout).
+            topology = Topology(options)
+            if self._shape is None:
+                self._shape = topology.fanout_queue(self.topic, name=self.queue)
+            topology.declare_fanout_queue(channel, self.topic, self._shape)
+            self.queue = self._shape.name
+            topology.set_qos(channel, self.prefetch)
+            channel.basic_consume(
+                self.queue, self._on_message, arguments=topology.consumer_arguments(self._shape)
             )
-            channel.basic_qos(prefetch_count=self.prefetch)
-            channel.basic_consume(self.queue, self._on_message)
         except BaseException:
             if connection.is_open:
                 connection.close()
@@ -166,7 +175,8 @@ class FanoutIntake:
                 self._ack()
                 for tag in list(channel.consumer_tags):
                     channel.basic_cancel(tag)
-                if self.queue:
+                # Never a shared stream: deleting it would cancel every other consumer.
+                if self.queue and not (self._shape is not None and self._shape.stream):
                     channel.queue_delete(self.queue)
         except _ERRORS as exc:
             LOG.debug("closing the intake channel: %s", exc)

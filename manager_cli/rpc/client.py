@@ -26,14 +26,14 @@ import pika.exceptions
 
 from .. import families
 from ..errors import (
-    AccessRefusedError,
     BadInputError,
     CallTimeoutError,
     ManagerCtlError,
     NoConsumerError,
     UnavailableError,
 )
-from . import transport, wire
+from . import refusals, transport, wire
+from .topology import Topology
 
 LOG = logging.getLogger(__name__)
 
@@ -267,6 +267,7 @@ class RPCClient:
     ) -> None:
         self.url = transport.parse_transport_url(transport_url)
         self.options = self.url.apply_to(options or transport.RabbitOptions())
+        self.topology = Topology(self.options)
         self.timeout = float(timeout)
         self.allowed_remote_exmods = tuple(allowed_remote_exmods)
         self.check_consumers = check_consumers
@@ -329,7 +330,7 @@ class RPCClient:
 
     def connect(self) -> None:
         """Connect now rather than at the first call, to report a broker problem early."""
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors("connecting"):
             self._ready()
 
     @property
@@ -377,7 +378,7 @@ class RPCClient:
             try:
                 self._start_replies()
             except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 405:  # RESOURCE_LOCKED
+                if exc.reply_code != refusals.RESOURCE_LOCKED:
                     raise
                 # The broker still holds the old connection and its exclusive queue: take a
                 # new name (calls in flight were failed already).
@@ -403,24 +404,30 @@ class RPCClient:
         elif time.monotonic() - self._last_io > IDLE_PROBE_AFTER:
             try:
                 connection.process_data_events(0)
-            except _CONNECTION_ERRORS:
+            except _CONNECTION_ERRORS as exc:
+                if refusals.is_refusal(exc):
+                    raise
                 LOG.info("connection to the broker was lost while idle; reconnecting")
                 self._reset()
                 self._connect()
 
     def _start_replies(self) -> None:
         """Declare (or re-declare) the reply queue and consume it, auto-ack."""
-        self._reply_q = transport.declare_reply_queue(
-            self._channel, self.options, exclusive=self.exclusive, name=self._reply_q
+        shape = self.topology.reply_queue(self._reply_q, exclusive=self.exclusive)
+        self._reply_q = self.topology.declare_queue(self._channel, shape)
+        self._channel.basic_consume(
+            self._reply_q,
+            self._on_reply,
+            auto_ack=True,
+            arguments=self.topology.consumer_arguments(shape),
         )
-        self._channel.basic_consume(self._reply_q, self._on_reply, auto_ack=True)
         self._consuming = True
 
     def _props(self, timeout: float | None) -> pika.BasicProperties:
         expiration = None if timeout is None else str(int(timeout * 1000))
         props = self._properties.get(expiration)
         if props is None:
-            props = pika.BasicProperties(**wire.BASE_PROPERTIES, expiration=expiration)
+            props = self.topology.properties(expiration=expiration)
             self._properties[expiration] = props
         return props
 
@@ -445,7 +452,7 @@ class RPCClient:
         try:
             self._passive_declare("exchange", exchange)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
+            if exc.reply_code != refusals.NOT_FOUND:
                 raise
             raise NoConsumerError(
                 f"exchange {exchange!r} does not exist on this virtual host: no service of "
@@ -453,6 +460,19 @@ class RPCClient:
                 hint=families.exchange_hint(topic, exchange),
             ) from None
         self._exchanges_ok.add(exchange)
+
+    def _declare_fanout_exchange(self, topic: str) -> str:
+        """``<topic>_fanout`` on the cast channel; one that exists with other flags is used as
+        it is (publishing to it is harmless, as for the control exchange)."""
+        shape = self.topology.fanout_exchange(topic)
+        try:
+            self.topology.declare_exchange(self._cast_channel, shape)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != refusals.PRECONDITION_FAILED:
+                raise
+            LOG.debug("exchange %s exists with other flags; using it as is", shape.name)
+            self._open_cast_channel()
+        return shape.name
 
     def _open_cast_channel(self) -> None:
         channel = self._live_connection.channel()
@@ -479,8 +499,8 @@ class RPCClient:
             except pika.exceptions.ChannelClosedByBroker:
                 self._check_channel = None
                 raise
-            except _CONNECTION_ERRORS:
-                if attempt == 2:
+            except _CONNECTION_ERRORS as exc:
+                if attempt == 2 or refusals.is_refusal(exc):
                     raise
                 LOG.info("connection to the broker lost before a check; reconnecting")
                 self._reset()
@@ -489,18 +509,13 @@ class RPCClient:
 
     def queue_consumers(self, queue: str) -> int:
         """How many consumers ``queue`` has (0 when it does not exist); nothing is declared."""
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors(f"looking up queue {queue!r}"):
             self._ready()
             try:
                 frame = self._passive_declare("queue", queue)
             except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == 404:
+                if exc.reply_code == refusals.NOT_FOUND:
                     return 0
-                if exc.reply_code == 403:
-                    raise AccessRefusedError(
-                        f"the broker refused access to queue {queue!r} ({exc.reply_text})",
-                        hint="the user needs configure/read permission on the virtual host",
-                    ) from None
                 raise
             self._last_io = time.monotonic()
             return int(frame.method.consumer_count)
@@ -512,7 +527,7 @@ class RPCClient:
         try:
             frame = self._passive_declare("queue", queue)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
+            if exc.reply_code != refusals.NOT_FOUND:
                 raise
             raise NoConsumerError(
                 f"nobody consumes queue {queue!r} (exchange {exchange!r}): it does not exist",
@@ -529,7 +544,7 @@ class RPCClient:
 
     def _on_reply(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         try:
-            message = wire.decode_envelope(body)
+            message = wire.decode_envelope(wire.decompress_body(body, properties.headers))
         except wire.WireFormatError as exc:
             LOG.warning("dropping an unreadable reply: %s", exc)
             return
@@ -550,7 +565,9 @@ class RPCClient:
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         """The broker returned a mandatory request: no queue is bound to its routing key."""
         try:
-            msg_id = wire.decode_envelope(body).get("_msg_id")
+            msg_id = wire.decode_envelope(wire.decompress_body(body, properties.headers)).get(
+                "_msg_id"
+            )
         except wire.WireFormatError:
             return
         call = self._calls.pop(msg_id, None)  # type: ignore[arg-type]
@@ -581,7 +598,7 @@ class RPCClient:
     # -- waiting -----------------------------------------------------------------------------
 
     def _result(self, call: _Call, timeout: float | None) -> Any:
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors(f"waiting for the reply to {call.method}"):
             limit = None if timeout is None else time.monotonic() + timeout
             self._wait(call, limit)
             if call.error is not None:
@@ -609,11 +626,28 @@ class RPCClient:
                 return
             try:
                 self._live_connection.process_data_events(time_limit=deadline - now)
-            except _CONNECTION_ERRORS:
+            except _CONNECTION_ERRORS as exc:
+                if refusals.is_refusal(exc):
+                    raise
                 LOG.warning("connection to the broker lost while waiting; reconnecting")
                 self._reset()
                 self._connect()
+            self._check_channel_refused()
         self._last_io = time.monotonic()
+
+    def _check_channel_refused(self) -> None:
+        """A publish the broker refused (403 on write, say) closes the channel later, without
+        an exception in this thread: raise it now, rather than let the calls time out."""
+        channel = self._channel
+        if channel is None or not channel.is_closed:
+            return
+        if self._connection is None or not self._connection.is_open:
+            return  # a lost connection: the next process_data_events raises, and we reconnect
+        reason = getattr(channel, "_closing_reason", None)
+        if reason is not None and refusals.is_refusal(reason):
+            self._calls.clear()
+            raise reason
+        self._open_channel()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -622,7 +656,9 @@ class RPCClient:
     ) -> None:
         try:
             self._channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
-        except _CONNECTION_ERRORS:
+        except _CONNECTION_ERRORS as exc:
+            if refusals.is_refusal(exc):
+                raise
             # Nothing was sent, or the server will drop the copy by its _unique_id.
             LOG.info("connection to the broker lost while publishing; reconnecting")
             self._reset()
@@ -654,16 +690,18 @@ class RPCClient:
             self._check_consumer(routing_key, exchange)
         self._check_exchange(exchange, topic)
         msg_id = uuid.uuid4().hex
-        body = wire.encode_envelope(
-            wire.build_request(
-                method,
-                args,
-                context=context,
-                version=version,
-                namespace=namespace,
-                msg_id=msg_id,
-                reply_q=self._reply_q,
-                call_monitor_timeout=call_monitor_timeout,
+        body = self.topology.encode(
+            wire.encode_envelope(
+                wire.build_request(
+                    method,
+                    args,
+                    context=context,
+                    version=version,
+                    namespace=namespace,
+                    msg_id=msg_id,
+                    reply_q=self._reply_q,
+                    call_monitor_timeout=call_monitor_timeout,
+                )
             )
         )
         call = _Call(
@@ -740,7 +778,7 @@ class RPCClient:
         call_monitor_timeout: float | None = None,
     ) -> PendingCall:
         """Send a call and return at once; ``PendingCall.result()`` waits for the reply."""
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors(f"calling {method}"):
             return PendingCall(
                 self._send_call(
                     context,
@@ -769,7 +807,7 @@ class RPCClient:
                     "each call_many request needs method and topic and takes only "
                     f"{', '.join(sorted(_CALL_KEYS))}"
                 )
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors("sending calls"):
             sent: list[_Call | BaseException] = []
             for request in copies:
                 try:
@@ -821,17 +859,21 @@ class RPCClient:
         """
         if not topic:
             raise BadInputError("a cast needs a topic")
-        body = wire.encode_envelope(
-            wire.build_request(method, args, context=context, version=version, namespace=namespace)
+        body = self.topology.encode(
+            wire.encode_envelope(
+                wire.build_request(
+                    method, args, context=context, version=version, namespace=namespace
+                )
+            )
         )
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors(f"casting {method} to {topic}"):
             self._ready()
             if self._cast_channel is None or not self._cast_channel.is_open:
                 self._open_cast_channel()
             props = self._props(None)
             if fanout:
                 # Always declared, as oslo does: the exchange vanishes with its last queue.
-                name = transport.declare_fanout_exchange(self._cast_channel, topic)
+                name = self._declare_fanout_exchange(topic)
                 try:
                     self._cast_channel.basic_publish(
                         name, "", body, props, mandatory=require_listener
@@ -885,7 +927,7 @@ class RPCClient:
             raise BadInputError("a broadcast call needs a topic")
         if expect is not None and expect <= 0:
             return []
-        with self._lock:
+        with self._lock, refusals.map_amqp_errors(f"broadcasting {method} to {topic}"):
             self._ready()
             if not self._consuming:
                 self._start_replies()
@@ -897,19 +939,21 @@ class RPCClient:
                 channel.exchange_declare(exchange, passive=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 self._check_channel = None
-                if exc.reply_code == 404:
+                if exc.reply_code == refusals.NOT_FOUND:
                     return []
                 raise
             msg_id = uuid.uuid4().hex
-            body = wire.encode_envelope(
-                wire.build_request(
-                    method,
-                    args,
-                    context=context,
-                    version=version,
-                    namespace=namespace,
-                    msg_id=msg_id,
-                    reply_q=self._reply_q,
+            body = self.topology.encode(
+                wire.encode_envelope(
+                    wire.build_request(
+                        method,
+                        args,
+                        context=context,
+                        version=version,
+                        namespace=namespace,
+                        msg_id=msg_id,
+                        reply_q=self._reply_q,
+                    )
                 )
             )
             call = _Broadcast(
@@ -924,7 +968,9 @@ class RPCClient:
                         break
                     try:
                         self._live_connection.process_data_events(time_limit=remaining)
-                    except _CONNECTION_ERRORS:
+                    except _CONNECTION_ERRORS as exc:
+                        if refusals.is_refusal(exc):
+                            raise
                         LOG.warning("connection to the broker lost during a broadcast call")
                         self._reset()
                         self._connect()

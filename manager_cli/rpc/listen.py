@@ -20,7 +20,8 @@ import pika
 import pika.exceptions
 
 from ..errors import UnavailableError
-from . import transport, wire
+from . import refusals, transport, wire
+from .topology import Topology
 
 LOG = logging.getLogger(__name__)
 
@@ -39,12 +40,13 @@ class FanoutListener:
     ) -> None:
         self.url = transport.parse_transport_url(transport_url)
         self.options = self.url.apply_to(options or transport.RabbitOptions())
+        self.topology = Topology(self.options)
         self.topic = topic
         self.queue: str | None = None
         self.requests: list[tuple[float, wire.Request]] = []
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
-        self._props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+        self._props = self.topology.properties()
 
     def __enter__(self) -> FanoutListener:
         self.start()
@@ -56,7 +58,8 @@ class FanoutListener:
     @contextlib.contextmanager
     def _mapped_errors(self, doing: str):
         try:
-            yield
+            with refusals.map_amqp_errors(doing):
+                yield
         except _PIKA_ERRORS as exc:
             raise UnavailableError(
                 f"lost the broker while {doing}: {type(exc).__name__} {exc}".rstrip(),
@@ -67,19 +70,33 @@ class FanoutListener:
         """Connect, declare the fanout exchange and a temporary queue bound to it, consume."""
         self._connection = transport.connect(self.url, self.options)
         with self._mapped_errors(f"joining {transport.fanout_exchange_name(self.topic)}"):
-            channel = self._connection.channel()
-            exchange = transport.declare_fanout_exchange(channel, self.topic)
-            frame = channel.queue_declare("", exclusive=True, auto_delete=True)
-            self.queue = frame.method.queue
-            channel.queue_bind(queue=self.queue, exchange=exchange, routing_key=self.topic)
+            exchange = self.topology.fanout_exchange(self.topic)
+            assert self._connection is not None, "start() first"
+            channel = self._declare_exchange(self._connection.channel(), exchange)
+            self.queue = self.topology.declare_queue(channel, self.topology.listener_queue())
+            channel.queue_bind(queue=self.queue, exchange=exchange.name, routing_key=self.topic)
             channel.basic_consume(self.queue, self._on_message, auto_ack=True)
             self._channel = channel
+
+    def _declare_exchange(self, channel: Any, exchange: Any) -> Any:
+        """Declare ``exchange``; one that exists with other flags is used as it is (binding to
+        it or publishing to it creates nothing): the channel to go on with."""
+        try:
+            self.topology.declare_exchange(channel, exchange)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != refusals.PRECONDITION_FAILED:
+                raise
+            LOG.debug("exchange %s exists with other flags; using it as is", exchange.name)
+            assert self._connection is not None
+            channel = self._connection.channel()
+        return channel
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if properties.content_type != wire.CONTENT_TYPE:
             return  # what an oslo consumer drops too (PROTOCOL.md §4.1)
         try:
-            request = wire.parse_request(wire.decode_envelope(body))
+            plain = wire.decompress_body(body, properties.headers)
+            request = wire.parse_request(wire.decode_envelope(plain))
         except wire.WireFormatError as exc:
             LOG.debug("ignoring an unreadable message on %s: %s", self.queue, exc)
             return
@@ -97,12 +114,16 @@ class FanoutListener:
         """Cast ``method`` to every server of ``topic`` on this listener's connection, at
         ``version`` (the servers' family's: a version they do not speak is refused)."""
         assert self._channel is not None, "start() first"
-        body = wire.encode_envelope(
-            wire.build_request(method, args, context=context, version=version)
+        body = self.topology.encode(
+            wire.encode_envelope(wire.build_request(method, args, context=context, version=version))
         )
         with self._mapped_errors(f"casting {method} to {topic}"):
-            exchange = transport.declare_fanout_exchange(self._channel, topic)
-            self._channel.basic_publish(exchange, "", body, self._props)
+            exchange = self.topology.fanout_exchange(topic)
+            assert self._connection is not None, "start() first"
+            channel = self._declare_exchange(self._connection.channel(), exchange)
+            channel.basic_publish(exchange.name, "", body, self._props)
+            # Its own channel: a 406 must not close the one this listener consumes on.
+            channel.close()
 
     def listen(self, seconds: float) -> list[tuple[float, wire.Request]]:
         """Collect for ``seconds``; returns every (arrival time, request) read so far."""

@@ -30,9 +30,10 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from ..errors import BadInputError, ConfigError, ManagerCtlError
-from . import transport, wire
+from ..errors import BadInputError, ManagerCtlError
+from . import refusals, transport, wire
 from .dispatcher import DispatchError, RPCDispatcher
+from .topology import QueueShape, Topology
 
 LOG = logging.getLogger(__name__)
 
@@ -79,8 +80,11 @@ class RPCServer:
     """Serve a dispatcher's endpoints on ``topic`` as ``server``, the way oslo's servers do.
 
     ``exchange`` overrides ``options.control_exchange``. ``executor_threads`` methods run at
-    once; as many more requests may wait, unacked, in the server (``basic_qos``; oslo's
-    ``rabbit_qos_prefetch_count`` replaces that bound when set). ``on_error(exc, request)`` is
+    once; as many more requests per consumed queue may wait, unacked, in the server (a
+    per-consumer ``basic_qos``, never a global one; oslo's ``rabbit_qos_prefetch_count``
+    replaces that bound when set). Every queue and exchange has the shape the rabbit options
+    give it (``rpc.topology``), and nothing is declared when one that exists has another
+    (ConfigError, naming the option to set). ``on_error(exc, request)`` is
     told of every failed request: a method that raised, a dispatch error, or a malformed
     message (``request`` None); it runs on a worker or the I/O thread and must not block.
     Requests larger than ``max_message_bytes`` are refused. ``on_event(name)`` (metrics) is
@@ -122,9 +126,19 @@ class RPCServer:
         self.max_message_bytes = max_message_bytes
         self.on_event = on_event
         self.fanout_only = fanout_only
+        self.topology = Topology(self.options)
+        # Per consumer (never global QoS: quorum queues refuse it, RabbitMQ 4.3 denies it), so
+        # up to three times this many requests wait unacked in the backlog.
         self.prefetch = self.options.rabbit_qos_prefetch_count or executor_threads
         self.fanout_queue: str | None = None
-        self._props = pika.BasicProperties(**wire.BASE_PROPERTIES)
+        self._fanout_shape: QueueShape | None = None
+        # Where a stream fanout consumer resumes after a reconnect (oslo: last seen + 1).
+        self._stream_offset: Any = "last"
+        self._stream_tag: str | None = None
+        # Delivery tags from the stream not settled yet: a stream refuses nack and reject
+        # (540, which closes the connection), so those are acked instead.
+        self._stream_deliveries: set[int] = set()
+        self._props = self.topology.properties()
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._host_offset = 0
@@ -235,30 +249,37 @@ class RPCServer:
         offset = self._host_offset % len(hosts)
         url = dataclasses.replace(self.url, hosts=hosts[offset:] + hosts[:offset])
         connection = transport.connect(url, self.options)
+        topology = self.topology
         try:
-            channel = connection.channel()
-            channel.add_on_return_callback(self._on_return)
-            try:
-                if not self.fanout_only:
-                    transport.declare_control_exchange(channel, self.options, self.exchange)
-                    transport.declare_topic_queue(channel, self.options, self.exchange, self.topic)
-                    transport.declare_topic_queue(
-                        channel, self.options, self.exchange, f"{self.topic}.{self.server}"
-                    )
-                self.fanout_queue = transport.declare_fanout_queue(
-                    channel, self.options, self.topic, name=self.fanout_queue
-                )
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 406:
-                    raise
-                raise ConfigError(
-                    f"an exchange or queue of topic {self.topic!r} exists with other flags "
-                    f"({exc.reply_text})",
-                    hint="set amqp_durable_queues / amqp_auto_delete as the other services do",
-                ) from None
-            channel.basic_qos(prefetch_count=self.prefetch, global_qos=True)
-            for name in self.queues:
-                channel.basic_consume(name, self._on_message)
+            if self._fanout_shape is None:
+                self._fanout_shape = topology.fanout_queue(self.topic)
+                self.fanout_queue = self._fanout_shape.name
+            fanout = self._fanout_shape
+            server_queue = f"{self.topic}.{self.server}"
+            own = [] if self.fanout_only else [self.topic, server_queue]
+            doing = f"declaring the queues of topic {self.topic!r}"
+            with refusals.map_amqp_errors(doing):
+                # Nothing is declared if anything that exists has another shape: a classic
+                # queue where quorum services expect a quorum one would break them.
+                shapes: list[Any] = [topology.fanout_exchange(self.topic), fanout]
+                if own:
+                    shapes[:0] = [topology.control_exchange(self.exchange)]
+                    shapes[1:1] = [topology.topic_queue(name) for name in own]
+                topology.check_existing(connection, shapes, doing=doing)
+                channel = connection.channel()
+                channel.add_on_return_callback(self._on_return)
+                if own:
+                    topology.declare_exchange(channel, topology.control_exchange(self.exchange))
+                for name in own:
+                    topology.declare_topic_queue(channel, self.exchange, name)
+                topology.declare_fanout_queue(channel, self.topic, fanout)
+                topology.set_qos(channel, self.prefetch)
+                for name in own:
+                    arguments = topology.consumer_arguments(topology.topic_queue(name))
+                    channel.basic_consume(name, self._on_message, arguments=arguments)
+                arguments = topology.consumer_arguments(fanout, self._stream_offset)
+                tag = channel.basic_consume(fanout.name, self._on_message, arguments=arguments)
+                self._stream_tag = tag if fanout.stream else None
         except BaseException:
             if connection.is_open:
                 connection.close()
@@ -322,6 +343,7 @@ class RPCServer:
         )
         # Requests received but not started were never acked: the broker redelivers them.
         self._backlog.clear()
+        self._stream_deliveries.clear()
         # Replies that may have died in pika's buffer go out again after reconnecting (a
         # caller drops a duplicate reply, never a missing one).
         self._unsent.extend(self._unflushed)
@@ -390,7 +412,7 @@ class RPCServer:
             channel.basic_cancel(consumer_tag)
         while self._backlog:
             delivery_tag, _request = self._backlog.popleft()
-            channel.basic_nack(delivery_tag, requeue=True)
+            self._give_back(channel, delivery_tag, requeue=True)
 
     def _close(self) -> None:
         """Delete the fanout queue and close, on a clean stop (I/O thread)."""
@@ -400,8 +422,14 @@ class RPCServer:
         if connection is None or not connection.is_open:
             return
         try:
-            if self._stopping and self.fanout_queue and channel is not None and channel.is_open:
-                channel.queue_delete(self.fanout_queue)
+            if (
+                self._stopping
+                and self._fanout_shape is not None
+                and self.topology.delete_on_close(self._fanout_shape)
+                and channel is not None
+                and channel.is_open
+            ):
+                channel.queue_delete(self._fanout_shape.name)
             connection.close()
         except _CONNECTION_ERRORS as exc:
             LOG.debug("error while closing: %s", exc)
@@ -409,6 +437,11 @@ class RPCServer:
     # -- receiving (I/O thread) ----------------------------------------------------------------
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._stream_tag is not None and method.consumer_tag == self._stream_tag:
+            offset = (properties.headers or {}).get("x-stream-offset")
+            if isinstance(offset, int):
+                self._stream_offset = offset + 1
+            self._stream_deliveries.add(method.delivery_tag)
         try:
             self._receive(channel, method.delivery_tag, properties, body)
         except _PIKA_ERRORS:
@@ -417,7 +450,7 @@ class RPCServer:
             LOG.exception("dropping a request that could not be handled")
             self._event("poison")
             self._report(exc, None)
-            channel.basic_reject(method.delivery_tag, requeue=False)
+            self._give_back(channel, method.delivery_tag)
 
     def _receive(self, channel: Any, delivery_tag: int, properties: Any, body: bytes) -> None:
         if properties.content_type != wire.CONTENT_TYPE:
@@ -428,13 +461,20 @@ class RPCServer:
                 wire.CONTENT_TYPE,
             )
             self._event("rejected_content_type")
-            channel.basic_reject(delivery_tag, requeue=False)
+            self._give_back(channel, delivery_tag)
             return
         try:
             if len(body) > self.max_message_bytes:
                 raise MessageTooLarge(
                     f"request of {len(body)} bytes exceeds the server's limit of "
                     f"{self.max_message_bytes} bytes"
+                )
+            # kombu decompresses whenever the header says so: so do we, whatever our setting.
+            body = wire.decompress_body(body, properties.headers)
+            if len(body) > self.max_message_bytes:
+                raise MessageTooLarge(
+                    f"request of {len(body)} bytes (decompressed) exceeds the server's limit "
+                    f"of {self.max_message_bytes} bytes"
                 )
             request = wire.parse_request(wire.decode_envelope(body))
         except wire.WireFormatError as exc:
@@ -444,6 +484,7 @@ class RPCServer:
             LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
             self._event("duplicate")
             channel.basic_ack(delivery_tag)
+            self._stream_deliveries.discard(delivery_tag)
             return
         if len(self._jobs) < self.executor_threads and not self._stopping:
             self._start_job(channel, delivery_tag, request)
@@ -458,12 +499,24 @@ class RPCServer:
         LOG.warning("rejecting a malformed request: %s", exc)
         self._event("rejected_too_large" if isinstance(exc, MessageTooLarge) else "poison")
         self._report(exc, None)
-        channel.basic_reject(delivery_tag, requeue=False)
+        self._give_back(channel, delivery_tag)
         if msg_id and reply_q:
             failure = wire.serialize_failure(exc)
             self._publish_reply(
-                reply_q, wire.encode_envelope(wire.build_reply(msg_id, None, failure))
+                reply_q,
+                self.topology.encode(wire.encode_envelope(wire.build_reply(msg_id, None, failure))),
             )
+
+    def _give_back(self, channel: Any, delivery_tag: int, *, requeue: bool = False) -> None:
+        """Reject (or requeue) a request; one from a stream is acked: a stream keeps every
+        message anyway, and refuses nack and reject."""
+        if delivery_tag in self._stream_deliveries:
+            self._stream_deliveries.discard(delivery_tag)
+            channel.basic_ack(delivery_tag)
+        elif requeue:
+            channel.basic_nack(delivery_tag, requeue=True)
+        else:
+            channel.basic_reject(delivery_tag, requeue=False)
 
     def _start_job(self, channel: Any, delivery_tag: int, request: wire.Request) -> None:
         """Take a request on: it counts as running, and starts with the others taken in this
@@ -473,6 +526,7 @@ class RPCServer:
                 LOG.info("ignoring duplicate request %s (%s)", request.unique_id, request.method)
                 self._event("duplicate")
                 channel.basic_ack(delivery_tag)
+                self._stream_deliveries.discard(delivery_tag)
                 return
             self._seen.append(request.unique_id)
         job = _Job(request)
@@ -499,7 +553,8 @@ class RPCServer:
         except _CONNECTION_ERRORS:
             self._forget_taken(taken)
             raise
-        for _tag, job in taken:
+        for tag, job in taken:
+            self._stream_deliveries.discard(tag)
             if job.heartbeat_interval:
                 self._schedule_heartbeat(job)
             self._work.put(job)
@@ -575,12 +630,13 @@ class RPCServer:
         if not request.wants_reply:
             return None
         assert request.msg_id is not None
+        encode = self.topology.encode
         try:
-            return wire.encode_envelope(wire.build_reply(request.msg_id, result, failure))
+            return encode(wire.encode_envelope(wire.build_reply(request.msg_id, result, failure)))
         except (TypeError, ValueError) as exc:  # a result JSON cannot carry
             LOG.error("cannot encode the result of %s: %s", request.method, exc)
             failure = wire.serialize_failure(exc)
-            return wire.encode_envelope(wire.build_reply(request.msg_id, None, failure))
+            return encode(wire.encode_envelope(wire.build_reply(request.msg_id, None, failure)))
 
     def _event(self, name: str) -> None:
         if self.on_event is None:
@@ -645,7 +701,8 @@ class RPCServer:
         """A reply came back: its queue is gone. Retry as oslo does, then give up on it."""
         reply_q = method.routing_key
         try:
-            unique_id = str(wire.decode_envelope(body).get("_unique_id"))
+            plain = wire.decompress_body(body, properties.headers)
+            unique_id = str(wire.decode_envelope(plain).get("_unique_id"))
         except wire.WireFormatError:
             return
         now = time.monotonic()
@@ -684,7 +741,8 @@ class RPCServer:
         request = job.request
         assert request.msg_id is not None and request.reply_q is not None
         self._publish_reply(
-            request.reply_q, wire.encode_envelope(wire.build_heartbeat(request.msg_id))
+            request.reply_q,
+            self.topology.encode(wire.encode_envelope(wire.build_heartbeat(request.msg_id))),
         )
         self._schedule_heartbeat(job)
 

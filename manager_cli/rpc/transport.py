@@ -2,9 +2,8 @@
 
 ``parse_transport_url`` reads ``rabbit://user:pass@host:port,host2/vhost?opt=value`` exactly as
 oslo does (PROTOCOL.md §8); ``connect`` opens a pika connection with fail over across the hosts
-and maps every connection error, once, to managerctl's taxonomy. The ``declare_*`` helpers use
-oslo's exact flags (PROTOCOL.md §1-2): a queue or exchange declared with other flags than an
-existing one is a 406 that closes the channel.
+and maps every connection error, once, to managerctl's taxonomy. What is declared, and in
+which shape, is ``rpc.topology``'s business; broker refusals become errors in ``rpc.refusals``.
 
 Passwords leave this module in clear only through ``TransportURL.unmasked()``: ``repr``/``str``
 of a URL or host mask them, and no error message quotes the raw URL.
@@ -69,6 +68,20 @@ class RabbitOptions:
     rabbit_retry_backoff: float = 2.0
     rabbit_interval_max: float = 30.0
     kombu_missing_consumer_retry_timeout: float = 60.0
+    # What changes the topology or the body (TOPOLOGIES.md); rpc.topology turns them into the
+    # shapes oslo declares.
+    rabbit_ha_queues: bool = False
+    rabbit_quorum_queue: bool = False
+    rabbit_quorum_delivery_limit: int = 0
+    rabbit_quorum_max_memory_length: int = 0
+    rabbit_quorum_max_memory_bytes: int = 0
+    rabbit_transient_quorum_queue: bool = False
+    rabbit_stream_fanout: bool = False
+    use_queue_manager: bool = False
+    hostname: str | None = None  # queue manager names; None: this machine's host name
+    processname: str | None = None  # ... None: the program's name (oslo: basename(argv[0]))
+    enable_cancel_on_failover: bool = False
+    kombu_compression: str | None = None
 
 
 # Query options oslo accepts that do not change what managerctl sends or declares.
@@ -84,25 +97,8 @@ _IGNORED_OPTIONS = frozenset(
         "kombu_reconnect_splay",
         "kombu_failover_strategy",
         "heartbeat_rate",
+        "heartbeat_in_pthread",
         "direct_mandatory_flag",
-        "enable_cancel_on_failover",
-        "hostname",
-        "processname",
-        "rabbit_quorum_delivery_limit",
-        "rabbit_quorum_max_memory_length",
-        "rabbit_quorum_max_memory_bytes",
-    }
-)
-# Query options that change the topology or the body; managerctl does not implement them, so
-# setting one would silently break interop (406 on declare, unreadable bodies).
-_UNSUPPORTED_OPTIONS = frozenset(
-    {
-        "rabbit_ha_queues",
-        "rabbit_quorum_queue",
-        "rabbit_transient_quorum_queue",
-        "rabbit_stream_fanout",
-        "use_queue_manager",
-        "kombu_compression",
     }
 )
 _LOGIN_METHODS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
@@ -209,6 +205,14 @@ def _convert_option(name: str, raw: str) -> Any:
                 f"transport URL option rabbit_login_method must be one of {', '.join(_LOGIN_METHODS)}"
             )
         return raw.upper()
+    if name == "kombu_compression":
+        from .wire import compression_type
+
+        try:
+            compression_type(raw)
+        except ValueError as exc:
+            raise BadInputError(f"transport URL option kombu_compression: {exc}") from None
+        return raw or None
     return raw
 
 
@@ -220,9 +224,6 @@ def _parse_query(query: str) -> tuple[dict[str, str], dict[str, Any]]:
         raw[name] = value
         if name in _URL_OPTION_FIELDS:
             typed[name] = _convert_option(name, value)
-        elif name in _UNSUPPORTED_OPTIONS:
-            if value.strip().lower() not in _FALSE + ("", "none"):
-                raise BadInputError(f"transport URL option {name} is not supported by managerctl")
         elif name not in _IGNORED_OPTIONS:
             raise BadInputError(
                 f"unknown transport URL option {name!r}",
@@ -485,73 +486,7 @@ def connect(
 
 
 # ---------------------------------------------------------------------------
-# Declarations, with oslo's exact flags (PROTOCOL.md §1-2)
+# Names (every declaration is in rpc.topology, in the shapes the options give)
 
 
 fanout_exchange_name = names.fanout_exchange_name
-
-
-def _expires_arguments(options: RabbitOptions) -> dict[str, Any]:
-    return {"x-expires": int(options.rabbit_transient_queues_ttl) * 1000}
-
-
-def declare_control_exchange(channel: Any, options: RabbitOptions, exchange: str) -> None:
-    """The topic exchange calls and casts go to (``control_exchange`` by default)."""
-    channel.exchange_declare(
-        exchange=exchange,
-        exchange_type="topic",
-        durable=options.amqp_durable_queues,
-        auto_delete=options.amqp_auto_delete,
-    )
-
-
-def declare_fanout_exchange(channel: Any, topic: str) -> str:
-    """``<topic>_fanout``: fanout, not durable, auto-delete (never prefixed by the exchange)."""
-    name = fanout_exchange_name(topic)
-    channel.exchange_declare(exchange=name, exchange_type="fanout", durable=False, auto_delete=True)
-    return name
-
-
-def declare_topic_queue(channel: Any, options: RabbitOptions, exchange: str, name: str) -> str:
-    """A shared ``<topic>`` or per-server ``<topic>.<server>`` queue, bound with its own name."""
-    channel.queue_declare(
-        queue=name,
-        durable=options.amqp_durable_queues,
-        auto_delete=options.amqp_auto_delete,
-        exclusive=False,
-    )
-    channel.queue_bind(queue=name, exchange=exchange, routing_key=name)
-    return name
-
-
-def declare_fanout_queue(
-    channel: Any, options: RabbitOptions, topic: str, *, name: str | None = None
-) -> str:
-    """This process's ``<topic>_fanout_<uuidhex>`` queue with x-expires, bound to the fanout."""
-    exchange = declare_fanout_exchange(channel, topic)
-    name = name or names.fanout_queue_name(topic, uuid.uuid4().hex)
-    channel.queue_declare(
-        queue=name,
-        durable=False,
-        auto_delete=False,
-        exclusive=False,
-        arguments=_expires_arguments(options),
-    )
-    channel.queue_bind(queue=name, exchange=exchange, routing_key=topic)
-    return name
-
-
-def declare_reply_queue(
-    channel: Any, options: RabbitOptions, *, exclusive: bool = False, name: str | None = None
-) -> str:
-    """A ``reply_<uuidhex>`` queue as oslo declares it (x-expires); ``exclusive`` makes it
-    exclusive and auto-delete, so a one-shot process leaves nothing behind."""
-    name = name or names.reply_queue_name(uuid.uuid4().hex)
-    channel.queue_declare(
-        queue=name,
-        durable=False,
-        auto_delete=exclusive,
-        exclusive=exclusive,
-        arguments=_expires_arguments(options),
-    )
-    return name

@@ -340,3 +340,23 @@ def free_port() -> int:
     from rigs.rabbitmq import free_port as pick
 
     return pick()
+
+
+# -- remote failures read as one line; --debug shows the remote traceback (issue 13) -------
+
+
+def test_a_remote_failure_is_one_line_and_debug_adds_its_remote_traceback(served) -> None:
+    plain = run("call", HOST, "fail", "message=volume gone", "--topic", "hostinfo", env=served)
+    assert plain.returncode == 1
+    assert plain.stderr.splitlines() == ["managerctl: error: remote error: ValueError: volume gone"]
+    debug = run(
+        "--debug", "call", HOST, "fail", "message=volume gone", "--topic", "hostinfo", env=served
+    )
+    assert debug.returncode == 1
+    assert "remote traceback:" in debug.stderr
+    remote = debug.stderr.split("remote traceback:", 1)[1]
+    assert "raise ValueError(message)" in remote  # the service's own frame
+    # pika's frame-by-frame log only with --debug --debug
+    assert " pika." not in debug.stderr
+    louder = run("--debug", "--debug", "call", HOST, "echo", "--topic", "hostinfo", env=served)
+    assert louder.returncode == 0 and " pika." in louder.stderr

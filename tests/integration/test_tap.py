@@ -35,11 +35,8 @@ from tap_support import (
 
 from manager_cli.context import get_admin_context
 from manager_cli.rpc.client import RPCClient
-from manager_cli.rpc.transport import (
-    RabbitOptions,
-    declare_control_exchange,
-    declare_fanout_exchange,
-)
+from manager_cli.rpc.topology import Topology
+from manager_cli.rpc.transport import RabbitOptions
 
 EXCHANGE = "openstack"
 
@@ -52,7 +49,8 @@ def rig(rabbitmq, broker_url, tmp_path) -> Iterator[dict[str, Any]]:
     # A deployment's control exchange exists (its services and clients declare it); on a fresh
     # session broker nobody has yet, so declare it as oslo does.
     with contextlib.closing(pika_connection(broker_url)) as connection:
-        declare_control_exchange(connection.channel(), RabbitOptions(), EXCHANGE)
+        topology = Topology(RabbitOptions())
+        topology.declare_exchange(connection.channel(), topology.control_exchange(EXCHANGE))
     state = {
         "topic": topic,
         "env": clean_env(broker_url, XDG_STATE_HOME=str(tmp_path / "state")),
@@ -174,7 +172,8 @@ def test_filters_method_host_and_fanout(rig, broker_url):
     topic = rig["topic"]
     # The fanout exchange a server of the topic would have declared (the tap never creates it).
     with contextlib.closing(pika_connection(broker_url)) as connection:
-        declare_fanout_exchange(connection.channel(), topic)
+        topology = Topology(RabbitOptions())
+        topology.declare_exchange(connection.channel(), topology.fanout_exchange(topic))
     by_method = _tap(rig, "-f", "json", "--method", "wanted")
     by_host = _tap(rig, "-f", "json", "--host", "h1")
     fanout_only = _tap(rig, "-f", "json", "--fanout")

@@ -55,6 +55,7 @@ SET_IN_NOVA_CONF = {
     (DEFAULT_GROUP, "transport_url"),
     (DEFAULT_GROUP, "control_exchange"),
     (RABBIT_GROUP, "heartbeat_timeout_threshold"),
+    (RABBIT_GROUP, "rabbit_ha_queues"),
 }
 
 

@@ -98,9 +98,21 @@ def test_harmless_oslo_options_are_accepted_and_ignored() -> None:
     assert url.apply_to(RabbitOptions()) == RabbitOptions()
 
 
-def test_unsupported_option_set_to_false_is_fine() -> None:
-    url = parse_transport_url("rabbit://h/?rabbit_quorum_queue=false")
-    assert url.apply_to(RabbitOptions()) == RabbitOptions()
+def test_topology_options_from_the_url() -> None:
+    url = parse_transport_url(
+        "rabbit://h/?rabbit_quorum_queue=true&rabbit_transient_quorum_queue=1"
+        "&rabbit_stream_fanout=yes&rabbit_qos_prefetch_count=10&use_queue_manager=true"
+        "&hostname=node1&processname=nova-api&rabbit_ha_queues=false&kombu_compression=gzip"
+        "&rabbit_quorum_delivery_limit=5&enable_cancel_on_failover=true"
+    )
+    options = url.apply_to(RabbitOptions())
+    assert options.rabbit_quorum_queue and options.rabbit_transient_quorum_queue
+    assert options.rabbit_stream_fanout and options.use_queue_manager
+    assert (options.hostname, options.processname) == ("node1", "nova-api")
+    assert options.rabbit_qos_prefetch_count == 10
+    assert options.rabbit_quorum_delivery_limit == 5
+    assert options.kombu_compression == "gzip" and not options.rabbit_ha_queues
+    assert options.enable_cancel_on_failover
 
 
 @pytest.mark.parametrize(
@@ -119,7 +131,8 @@ def test_unsupported_option_set_to_false_is_fine() -> None:
         ("rabbit://h/?ssl=maybe", "expects true or false"),
         ("rabbit://h/?rabbit_retry_interval=x", "expects a number"),
         ("rabbit://h/?rabbit_login_method=KERBEROS", "rabbit_login_method must be one of"),
-        ("rabbit://h/?rabbit_quorum_queue=true", "not supported by managerctl"),
+        ("rabbit://h/?rabbit_quorum_queue=perhaps", "expects true or false"),
+        ("rabbit://h/?kombu_compression=rar", "unknown compression"),
     ],
 )
 def test_bad_urls_raise_bad_input(text: str, words: str) -> None:

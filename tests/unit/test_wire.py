@@ -1180,3 +1180,25 @@ def test_encoded_json_matches_oslo_jsonutils_dumps(value):
     jsonutils = pytest.importorskip("oslo_serialization.jsonutils")
     ours = decode_envelope(encode_envelope({"v": value}))
     assert ours == json.loads(jsonutils.dumps({"v": value}))
+
+
+def test_a_remote_key_error_reads_as_one_line_with_its_traceback_kept() -> None:
+    from manager_cli.errors import RemoteError, remote_error_from
+
+    failure = json.dumps(
+        {
+            "class": "KeyError",
+            "module": "builtins",
+            "message": "'volume-7'",
+            "tb": ["Traceback (most recent call last):\n", "KeyError: 'volume-7'\n"],
+            "args": ["volume-7"],
+            "kwargs": {},
+        }
+    )
+    rebuilt = wire.deserialize_failure(failure)
+    assert isinstance(rebuilt, KeyError)
+    assert "\\n" in str(rebuilt)  # str() of a KeyError: the repr, traceback escaped into it
+    error = remote_error_from(rebuilt)
+    assert isinstance(error, RemoteError)
+    assert str(error) == "remote error: KeyError: 'volume-7'"
+    assert "KeyError: 'volume-7'" in (error.traceback or "")
