@@ -53,6 +53,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 TOPIC = "bench_rpc"  # managerctl's served manager
 FLOOR_TOPIC = "bench_floor"  # the raw-pika echo server
 OSLO_TOPIC = "bench_oslo"  # the oslo.messaging server
+# Quorum queues beside classic ones (issue 14), in the same run: a floor and managerctl serve
+# with rabbit_quorum_queue. Their control exchange is durable (oslo: durable = durable queues
+# or quorum), so it cannot be the classic servers' "openstack": it has a name of its own.
+QUORUM_EXCHANGE = "bench_quorum"
+QUORUM_TOPIC = "bench_rpc_quorum"
+QUORUM_FLOOR_TOPIC = "bench_floor_quorum"
+EXCHANGE_OF = {QUORUM_TOPIC: QUORUM_EXCHANGE, QUORUM_FLOOR_TOPIC: QUORUM_EXCHANGE}
 SERVER = "bench-1"
 CONTEXT = {"user": "bench", "request_id": "req-bench"}
 CHUNK = 100
@@ -79,16 +86,27 @@ def _pika_parameters(url: str):
     )
 
 
-def serve_floor(url: str, ready: Event, stop: Event) -> None:
-    """The floor: what a careful hand-written pika echo server does per request, nothing more."""
+def serve_floor(url: str, ready: Event, stop: Event, quorum: bool = False) -> None:
+    """The floor: what a careful hand-written pika echo server does per request, nothing more.
+
+    With ``quorum`` its queue is a quorum queue (durable, on a durable exchange) and its
+    prefetch per consumer, since a quorum queue refuses global QoS.
+    """
     import pika
 
+    topic = QUORUM_FLOOR_TOPIC if quorum else FLOOR_TOPIC
+    exchange = QUORUM_EXCHANGE if quorum else "openstack"
     connection = pika.BlockingConnection(_pika_parameters(url))
     channel = connection.channel()
-    channel.exchange_declare("openstack", "topic", durable=False, auto_delete=False)
-    channel.queue_declare(FLOOR_TOPIC, durable=False, auto_delete=False)
-    channel.queue_bind(FLOOR_TOPIC, "openstack", routing_key=FLOOR_TOPIC)
-    channel.basic_qos(prefetch_count=PREFETCH, global_qos=True)
+    channel.exchange_declare(exchange, "topic", durable=quorum, auto_delete=False)
+    channel.queue_declare(
+        topic,
+        durable=quorum,
+        auto_delete=False,
+        arguments={"x-queue-type": "quorum"} if quorum else None,
+    )
+    channel.queue_bind(topic, exchange, routing_key=topic)
+    channel.basic_qos(prefetch_count=PREFETCH, global_qos=not quorum)
     props = pika.BasicProperties(
         content_type="application/json",
         content_encoding="utf-8",
@@ -110,16 +128,23 @@ def serve_floor(url: str, ready: Event, stop: Event) -> None:
         envelope = {"oslo.version": "2.0", "oslo.message": json.dumps(reply)}
         channel.basic_publish("", message["_reply_q"], json.dumps(envelope).encode(), props)
 
-    channel.basic_consume(FLOOR_TOPIC, on_message)
+    channel.basic_consume(topic, on_message)
     ready.set()
     while not stop.is_set():
         connection.process_data_events(time_limit=0.5)
-    channel.queue_delete(FLOOR_TOPIC)
+    channel.queue_delete(topic)
+    if quorum:
+        channel.exchange_delete(exchange)
     connection.close()
 
 
-def serve_managerctl(url: str, ready: Event, stop: Event) -> None:
-    """managerctl's ``serve`` path: a Service around the hostinfo manager."""
+def serve_floor_quorum(url: str, ready: Event, stop: Event) -> None:
+    serve_floor(url, ready, stop, quorum=True)
+
+
+def serve_managerctl(url: str, ready: Event, stop: Event, quorum: bool = False) -> None:
+    """managerctl's ``serve`` path: a Service around the hostinfo manager (with ``quorum``:
+    rabbit_quorum_queue = true, from the transport URL as a deployment may give it)."""
     import logging
 
     from manager_cli.config import load_settings
@@ -127,12 +152,32 @@ def serve_managerctl(url: str, ready: Event, stop: Event) -> None:
     from manager_cli.service import Service
 
     logging.basicConfig(level=logging.WARNING)
-    settings = load_settings([], []).with_overrides({"transport_url": url, "host": SERVER})
-    service = Service(HostInfoManager(host=SERVER), topic=TOPIC, settings=settings)
+    overrides = {"transport_url": url, "host": SERVER}
+    topic = TOPIC
+    if quorum:
+        separator = "&" if "?" in url else "?"
+        overrides["transport_url"] = f"{url}{separator}rabbit_quorum_queue=true"
+        overrides["control_exchange"] = QUORUM_EXCHANGE
+        topic = QUORUM_TOPIC
+    settings = load_settings([], []).with_overrides(overrides)
+    service = Service(HostInfoManager(host=SERVER), topic=topic, settings=settings)
     service.start()
     ready.set()
     stop.wait()
     service.stop()
+    if quorum:  # quorum queues are durable: leave nothing behind on the broker
+        import pika
+
+        connection = pika.BlockingConnection(_pika_parameters(url))
+        channel = connection.channel()
+        for queue in (topic, f"{topic}.{SERVER}"):
+            channel.queue_delete(queue)
+        channel.exchange_delete(QUORUM_EXCHANGE)
+        connection.close()
+
+
+def serve_managerctl_quorum(url: str, ready: Event, stop: Event) -> None:
+    serve_managerctl(url, ready, stop, quorum=True)
 
 
 def serve_oslo(url: str, ready: Event, stop: Event) -> None:
@@ -194,7 +239,7 @@ class RawPikaClient:
         message.update({"_timeout": None, "_unique_id": uuid.uuid4().hex})
         message.update({"_context_" + k: v for k, v in CONTEXT.items()})
         body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)})
-        self.channel.basic_publish("openstack", topic, body, self.props)
+        self.channel.basic_publish(EXCHANGE_OF.get(topic, "openstack"), topic, body, self.props)
         return msg_id
 
     def wait(self, msg_id: str, timeout: float = 60.0) -> object:
@@ -287,6 +332,9 @@ def main() -> int:
     parser.add_argument(
         "--no-oslo", action="store_true", help="skip the oslo.messaging client and server"
     )
+    parser.add_argument(
+        "--no-quorum", action="store_true", help="skip the quorum-queue floor and server"
+    )
     options = parser.parse_args()
 
     node = None
@@ -301,6 +349,8 @@ def main() -> int:
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     targets = [serve_floor, serve_managerctl] + ([] if options.no_oslo else [serve_oslo])
+    if not options.no_quorum:
+        targets += [serve_floor_quorum, serve_managerctl_quorum]
     servers = []
     pids: dict[str, int] = {}
     try:
@@ -428,6 +478,9 @@ def run(url: str, options: argparse.Namespace, pids: dict[str, int]) -> int:
     }
     if not options.no_oslo:
         servers["oslo.messaging server"] = (OSLO_TOPIC, pids["serve_oslo"])
+    if not options.no_quorum:
+        servers["raw-pika echo, quorum"] = (QUORUM_FLOOR_TOPIC, pids["serve_floor_quorum"])
+        servers["managerctl serve, quorum"] = (QUORUM_TOPIC, pids["serve_managerctl_quorum"])
     server_pids = {name: pid for name, (_topic, pid) in servers.items()}
     meter = CPUMeter(server_pids)
     server_seq = interleaved(
@@ -476,6 +529,19 @@ def run(url: str, options: argparse.Namespace, pids: dict[str, int]) -> int:
         options,
         (seq_cpu, pipe_cpu),
     )
+    if not options.no_quorum:
+        quorum_floor, quorum_ours = "raw-pika echo, quorum", "managerctl serve, quorum"
+        seq_ratio = server_seq[quorum_ours].figures()[0] / server_seq[quorum_floor].figures()[0]
+        pipe_ratio = server_pipe[quorum_ours] / server_pipe[quorum_floor]
+        classic_seq = (
+            server_seq[quorum_floor].figures()[0] / server_seq["raw-pika echo server"].figures()[0]
+        )
+        classic_pipe = server_pipe[quorum_floor] / server_pipe["raw-pika echo server"]
+        print(
+            f"\nquorum queues: managerctl serve at {seq_ratio:.2f}x the quorum floor sequential, "
+            f"{pipe_ratio:.2f}x pipelined; the quorum floor at {classic_seq:.2f}x / "
+            f"{classic_pipe:.2f}x the classic floor"
+        )
     print_table(
         "clients (to managerctl serve)",
         "client",

@@ -34,6 +34,20 @@ from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, 
 
 LOG = logging.getLogger(__name__)
 
+
+class _ExpectedNotFound(logging.Filter):
+    """Drop pika's WARNING for a 404 that closes a channel: managerctl asks with passive
+    declares on throwaway channels whether a queue or exchange exists (``serve``'s shape check,
+    the consumer check of a call), and "no" is an answer there, not a problem for the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING and "Channel.Close (404)" in record.getMessage()
+        )
+
+
+logging.getLogger("pika.channel").addFilter(_ExpectedNotFound())
+
 DEFAULT_PORT = 5672
 DEFAULT_TLS_PORT = 5671
 DEFAULT_USER = "guest"
