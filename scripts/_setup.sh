@@ -86,6 +86,8 @@ managerctl_setup() {
         command -v zsh >/dev/null 2>&1 || missing+=(zsh)
         command -v fish >/dev/null 2>&1 || missing+=(fish)
         command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+        # jq: the README's tap recipe pipes JSON through it, and the peers tier runs it.
+        command -v jq >/dev/null 2>&1 || missing+=(jq)
     fi
     if [ "${#missing[@]}" -gt 0 ]; then
         _apt_install "${missing[@]}"

@@ -21,7 +21,21 @@ _LEAKS_KEY = pytest.StashKey[list]()
 _USED_KEY = pytest.StashKey[bool]()
 
 
+def _lead_our_own_process_group() -> None:
+    """Become a process group leader when the group we were started in has lost its leader.
+
+    oslo.messaging's queue manager (use_queue_manager, in the interop matrix's oslo clients
+    running in this process) reads /proc/<process group>/stat and raises FileNotFoundError when
+    the group's leader has exited, as it has under a runner that started the tests in the
+    background. With a live leader (a terminal, a CI runner) nothing changes.
+    """
+    group = os.getpgrp()
+    if group and not os.path.exists(f"/proc/{group}/stat"):
+        os.setpgid(0, 0)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _lead_our_own_process_group()
     # A SIGTERM (CI's timeout, `timeout 600 pytest`) unwinds like Ctrl-C, so fixtures still stop
     # the brokers and peers they started; Python's default would exit without running them.
     import signal

@@ -103,6 +103,10 @@ class OsloPeer:
                 stderr=log,
                 env=env,
                 cwd=str(PEERS_DIR),
+                # A session of its own: the peer is stopped by its process group, and oslo's
+                # queue manager reads /proc/<process group>/stat, which is gone when the group
+                # it inherited has lost its leader (oslo then dies at start).
+                start_new_session=True,
             )
         threading.Thread(target=self._read_stdout, daemon=True).start()
 

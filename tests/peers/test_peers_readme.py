@@ -111,6 +111,11 @@ class Operator:
         text = text.replace("/etc/cinder/cinder.conf", str(self.cloud.cinder_conf))
         text = text.replace('"$(hostname)"', NOVA_COMPUTES[0])
         text = re.sub(r"--expect \d+", f"--expect {len(NOVA_COMPUTES)}", text)
+        # A tap streams until told to stop: the test gives it a few seconds, as an operator
+        # watching it would press Ctrl-C.
+        text = re.sub(r"--duration \d+", "--duration 3", text)
+        if re.search(r"\btap\b", text) and "--duration" not in text and "--count" not in text:
+            text = re.sub(r"(\btap\b[^|>]*?)(\s*(?:[|>]|$))", r"\1 --duration 3\2", text, count=1)
 
         topic = re.search(r"--topic[ =](\S+)", text)
         hosts = HOSTS_BY_TOPIC.get(topic.group(1) if topic else "", NOVA_COMPUTES)
