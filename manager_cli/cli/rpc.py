@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..errors import remote_error_from
 from .arguments import merge_args
 from .common import app_state, output_from
 from .complete import (
@@ -29,12 +30,6 @@ def _settings_and_client(timeout: float | None) -> tuple[Any, Any]:
 
     settings = app_state().settings
     return settings, one_shot_client(settings, timeout)
-
-
-def _as_remote_error(exc: BaseException, hint: str | None = None) -> BaseException:
-    from ..errors import remote_error_from
-
-    return remote_error_from(exc, hint)
 
 
 def _version_hint(exc: BaseException, topic: str, asked: str | None) -> str | None:
@@ -190,7 +185,7 @@ def call(
                     timeout=timeout,
                 )
         except Exception as exc:
-            raise _as_remote_error(exc, _version_hint(exc, topic, asked_version)) from None
+            raise remote_error_from(exc, _version_hint(exc, topic, asked_version)) from None
     _render_result(result, output)
 
 

@@ -624,16 +624,47 @@ class RPCClient:
                 # The link itself may be what went silent: close() must not wait on it.
                 self._timed_out = True
                 return
-            try:
-                self._live_connection.process_data_events(time_limit=deadline - now)
-            except _CONNECTION_ERRORS as exc:
-                if refusals.is_refusal(exc):
-                    raise
-                LOG.warning("connection to the broker lost while waiting; reconnecting")
-                self._reset()
-                self._connect()
+            self._process_events(deadline - now, "waiting")
             self._check_channel_refused()
         self._last_io = time.monotonic()
+
+    def _call_body(
+        self,
+        method: str,
+        args: Mapping[str, Any] | None,
+        context: Any,
+        version: str | None,
+        namespace: str | None,
+        msg_id: str,
+        call_monitor_timeout: float | None = None,
+    ) -> bytes:
+        """The published body of a request that wants replies on this client's reply queue."""
+        return self.topology.encode(
+            wire.encode_envelope(
+                wire.build_request(
+                    method,
+                    args,
+                    context=context,
+                    version=version,
+                    namespace=namespace,
+                    msg_id=msg_id,
+                    reply_q=self._reply_q,
+                    call_monitor_timeout=call_monitor_timeout,
+                )
+            )
+        )
+
+    def _process_events(self, time_limit: float, doing: str) -> None:
+        """Dispatch replies and returns for up to ``time_limit`` seconds; a lost connection is
+        reconnected (the calls it carried fail at once, see ``_connect``), a refusal raised."""
+        try:
+            self._live_connection.process_data_events(time_limit=time_limit)
+        except _CONNECTION_ERRORS as exc:
+            if refusals.is_refusal(exc):
+                raise
+            LOG.warning("connection to the broker lost while %s; reconnecting", doing)
+            self._reset()
+            self._connect()
 
     def _check_channel_refused(self) -> None:
         """A publish the broker refused (403 on write, say) closes the channel later, without
@@ -690,19 +721,8 @@ class RPCClient:
             self._check_consumer(routing_key, exchange)
         self._check_exchange(exchange, topic)
         msg_id = uuid.uuid4().hex
-        body = self.topology.encode(
-            wire.encode_envelope(
-                wire.build_request(
-                    method,
-                    args,
-                    context=context,
-                    version=version,
-                    namespace=namespace,
-                    msg_id=msg_id,
-                    reply_q=self._reply_q,
-                    call_monitor_timeout=call_monitor_timeout,
-                )
-            )
+        body = self._call_body(
+            method, args, context, version, namespace, msg_id, call_monitor_timeout
         )
         call = _Call(
             self,
@@ -943,19 +963,7 @@ class RPCClient:
                     return []
                 raise
             msg_id = uuid.uuid4().hex
-            body = self.topology.encode(
-                wire.encode_envelope(
-                    wire.build_request(
-                        method,
-                        args,
-                        context=context,
-                        version=version,
-                        namespace=namespace,
-                        msg_id=msg_id,
-                        reply_q=self._reply_q,
-                    )
-                )
-            )
+            body = self._call_body(method, args, context, version, namespace, msg_id)
             call = _Broadcast(
                 self, msg_id, f"fanout exchange {exchange!r}", method, timeout, expect, stop_when
             )
@@ -966,14 +974,7 @@ class RPCClient:
                     remaining = call.deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    try:
-                        self._live_connection.process_data_events(time_limit=remaining)
-                    except _CONNECTION_ERRORS as exc:
-                        if refusals.is_refusal(exc):
-                            raise
-                        LOG.warning("connection to the broker lost during a broadcast call")
-                        self._reset()
-                        self._connect()
+                    self._process_events(remaining, "gathering a broadcast call")
             finally:
                 self._calls.pop(msg_id, None)
                 self._last_io = time.monotonic()
