@@ -9,7 +9,14 @@ import click
 
 from ..capabilities import flatten
 from ..errors import BadInputError, ManagerCtlError, TaskFailedError, UnavailableError
-from .common import app_state, load_manager, manager_name_argument, output_from
+from .common import (
+    app_state,
+    load_manager,
+    manager_name_argument,
+    open_existing_store,
+    output_from,
+    store_url_option,
+)
 from .complete import complete_hosts, complete_topics
 from .output import check_column_names, output_options, render_list, text_value
 
@@ -20,15 +27,6 @@ DEFAULT_LIVE_WAIT = 3.0
 HISTORY_COLUMNS = ["received_at", "service", "host", "summary", "added", "removed", "changed"]
 # What a person reads; -f json/yaml/csv keep the whole diff, and -c picks any column.
 HISTORY_TABLE_COLUMNS = ["received_at", "service", "host", "summary"]
-
-
-def _store_url_option(function: Any) -> Any:
-    return click.option(
-        "--store-url",
-        metavar="URL",
-        help="The collector's store: sqlite:///PATH or postgresql://... (default: the "
-        "capabilities_store option, $MANAGERCTL_CAPABILITIES_STORE, else the local SQLite file).",
-    )(function)
 
 
 def _topic_option(help_text: str) -> Any:
@@ -68,12 +66,6 @@ def _scheduler_topic(given: str | None) -> str:
     return given or str(getattr(app_state().settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
 
 
-def _open_store(store_url: str | None) -> Any:
-    from ..capabilities import open_store, store_url_from
-
-    return open_store(store_url or store_url_from(app_state().settings), must_exist=True)
-
-
 def _publish_targets(
     store_url: str | None,
     scheduler_topic: str,
@@ -89,7 +81,7 @@ def _publish_targets(
         return list({t.topic: t for t in (parse_target(x, version) for x in topics)}.values())
     settings = app_state().settings
     try:
-        store = _open_store(store_url)
+        store = open_existing_store(store_url)
     except ManagerCtlError:
         # No store yet (or unreachable): asking the family's known publishers is still useful.
         store = None
@@ -227,7 +219,7 @@ def _watch_option(function: Any) -> Any:
     metavar="SECONDS",
     help="Mark a record older than this stale (default: capabilities_stale_after, 180).",
 )
-@_store_url_option
+@store_url_option
 @click.option(
     "--live",
     is_flag=True,
@@ -320,7 +312,7 @@ def show(
                 if (service is None or record.service == service)
                 and (not record_host or record.host == record_host)
             ]
-        with _open_store(store_url) as store:
+        with open_existing_store(store_url) as store:
             return store.latest(service=service, host=record_host or None)
 
     def rows_of(records: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -378,7 +370,7 @@ def _card(record: Any, stale_after: float, output: Any) -> None:
     "the managerctl services that publish to the scheduler topic)."
 )
 @_version_option
-@_store_url_option
+@store_url_option
 @output_options
 def publish(
     service: str | None,
@@ -508,7 +500,7 @@ def _since(text: str | None) -> float | None:
     metavar="WHEN",
     help="Only changes since WHEN: a duration back from now (30m, 6h, 2d) or an ISO 8601 time.",
 )
-@_store_url_option
+@store_url_option
 @output_options
 def history(
     host: str,
@@ -538,7 +530,7 @@ def history(
     check_column_names(output)
     starting = _since(since)
     chosen_limit = limit or (10_000 if key else 100)
-    with _open_store(store_url) as store:
+    with open_existing_store(store_url) as store:
         changes = store.history(host, service=service, limit=chosen_limit, since=starting)
     if key:
         _plot_history(host, key, changes, output)

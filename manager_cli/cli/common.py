@@ -47,3 +47,20 @@ def manager_name_argument(function: Any) -> Any:
     from .complete import complete_manager_names
 
     return click.argument("name", metavar="NAME", shell_complete=complete_manager_names)(function)
+
+
+def store_url_option(function: Any) -> Any:
+    """``--store-url``: the collector's store, for the commands that read it."""
+    return click.option(
+        "--store-url",
+        metavar="URL",
+        help="The collector's store: sqlite:///PATH or postgresql://... (default: the "
+        "capabilities_store option, $MANAGERCTL_CAPABILITIES_STORE, else the local SQLite file).",
+    )(function)
+
+
+def open_existing_store(store_url: str | None) -> Any:
+    """The store ``--store-url`` (or the settings) names; it must exist already."""
+    from ..capabilities import open_store, store_url_from
+
+    return open_store(store_url or store_url_from(app_state().settings), must_exist=True)

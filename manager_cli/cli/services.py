@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..timefmt import iso_utc_or_as_is
-from .common import app_state, output_from
+from .common import app_state, open_existing_store, output_from, store_url_option
 from .complete import complete_hosts
 from .output import output_options, render_list
 
@@ -52,23 +52,8 @@ def services() -> None:
     """Show the services that report their state (heartbeats) to the collector."""
 
 
-def _store_url_option(function: Any) -> Any:
-    return click.option(
-        "--store-url",
-        metavar="URL",
-        help="The collector's store: sqlite:///PATH or postgresql://... (default: the "
-        "capabilities_store option, $MANAGERCTL_CAPABILITIES_STORE, else the local SQLite file).",
-    )(function)
-
-
-def _open(store_url: str | None) -> Any:
-    from ..capabilities import open_store, store_url_from
-
-    return open_store(store_url or store_url_from(app_state().settings), must_exist=True)
-
-
 @services.command("list")
-@_store_url_option
+@store_url_option
 @click.option("--service", "service_name", metavar="NAME", help="Only this service.")
 @click.option(
     "--host", metavar="HOST", help="Only the services of this host.", shell_complete=complete_hosts
@@ -108,7 +93,7 @@ def list_services(
     settings = app_state().settings
 
     def rows_now() -> tuple[list[dict[str, Any]], list[str]]:
-        with _open(store_url) as store:
+        with open_existing_store(store_url) as store:
             records = store.services(service=service_name, host=host)
         rows = service_rows(records, time.time(), float(settings.service_down_time))
         return rows, SERVICE_COLUMNS
@@ -132,14 +117,14 @@ def list_services(
 @click.option(
     "--service", "service_name", metavar="NAME", help="Only this service of HOST (default: all)."
 )
-@_store_url_option
+@store_url_option
 @output_options
 def delete_service(host: str, service_name: str | None, store_url: str | None, **kwargs: Any):
     """Forget the services of HOST (their heartbeat records and capabilities), as nova
     service-delete does: for a host taken out of the cloud. A service still running comes back
     with its next heartbeat. Exit 2 when no such service is known."""
     output = output_from(kwargs)
-    with _open(store_url) as store:
+    with open_existing_store(store_url) as store:
         found = store.services(service=service_name, host=host)
         names = [str(r["service"]) for r in found]
         if service_name and not names:
@@ -167,7 +152,7 @@ def delete_service(host: str, service_name: str | None, store_url: str | None, *
     help="Forget services whose last heartbeat is older than this (default: the "
     "services_prune_after option, else 7 days).",
 )
-@_store_url_option
+@store_url_option
 @output_options
 def prune_services(older_than: float | None, store_url: str | None, **kwargs: Any) -> None:
     """Forget every service that has not reported for --older-than seconds (and its
@@ -175,6 +160,6 @@ def prune_services(older_than: float | None, store_url: str | None, **kwargs: An
     output = output_from(kwargs)
     configured = float(getattr(app_state().settings, "services_prune_after", 0) or 0)
     limit = older_than or configured or 7 * 86400.0
-    with _open(store_url) as store:
+    with open_existing_store(store_url) as store:
         gone = store.prune_services(limit)
     render_list([{"service": s, "host": h} for s, h in gone], ["service", "host"], output)
