@@ -26,7 +26,9 @@ def test_a_broker_stop_and_start_under_a_service_and_its_callers(running_private
             "call",
             service.host,
             "sleep",
-            "seconds=3",
+            # Long enough that the broker is surely down before the answer: stopping a node
+            # takes a few seconds on a loaded machine, and a 3 s sleep once beat it.
+            "seconds=15",
             "--topic",
             service.topic,
             "--timeout",
