@@ -254,23 +254,21 @@ def _one_line(exc: BaseException) -> str:
 
 def _default_server_factory(settings: Any) -> Callable[..., Any]:
     def build(**kwargs: Any) -> Any:
+        from .rpc import get_transport
         from .rpc.server import RPCServer
-        from .rpc.transport import from_settings
 
-        url, options = from_settings(settings)
         kwargs.setdefault("max_message_bytes", int(settings.max_message_size))
-        return RPCServer(url, options=options, **kwargs)
+        return RPCServer(get_transport(settings), **kwargs)
 
     return build
 
 
 def _default_client_factory(settings: Any) -> Callable[[], Any]:
     def build() -> Any:
+        from .rpc import get_transport
         from .rpc.client import RPCClient
-        from .rpc.transport import from_settings
 
-        url, options = from_settings(settings)
-        return RPCClient(url, options=options, timeout=settings.rpc_response_timeout)
+        return RPCClient(get_transport(settings), timeout=settings.rpc_response_timeout)
 
     return build
 

@@ -146,14 +146,13 @@ class BatchWriter:
 def ask_to_publish(settings: Any, targets: Iterable[PublishTarget]) -> list[PublishTarget]:
     """Fanout-cast ``publish_service_capabilities`` to each target at its version."""
     from ..context import get_admin_context
+    from ..rpc import get_transport
     from ..rpc.client import RPCClient
-    from ..rpc.transport import from_settings
 
     chosen = list({target.topic: target for target in targets}.values())
     if not chosen:
         return []
-    url, options = from_settings(settings)
-    with RPCClient(url, options=options) as client:
+    with RPCClient(get_transport(settings)) as client:
         context = get_admin_context()
         for target in chosen:
             client.cast(

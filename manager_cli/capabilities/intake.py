@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 
 from ..errors import BadInputError, ManagerCtlError
-from ..rpc import transport, wire
+from ..rpc import get_transport, wire
 
 LOG = logging.getLogger(__name__)
 
@@ -83,15 +83,13 @@ class FanoutIntake:
         self._thread.start()
 
     def _setup(self) -> None:
-        from ..rpc.topology import Topology
-
-        url, options = transport.from_settings(self.settings)
-        connection = transport.connect(url, options)
+        transport = get_transport(self.settings)
+        connection = transport.connect()
         try:
             channel = connection.channel()
             # Declared exactly as an oslo server declares its fanout queue, in whatever
             # topology the options say (a shared stream with rabbit_stream_fanout).
-            topology = Topology(options)
+            topology = transport.topology
             if self._shape is None:
                 self._shape = topology.fanout_queue(self.topic, name=self.queue)
             topology.declare_fanout_queue(channel, self.topic, self._shape)

@@ -145,11 +145,11 @@ def _listen_live(scheduler_topic: str, targets: list[Any], wait: float) -> list[
     from ..capabilities import CapabilityRecord
     from ..capabilities.collector import PUBLISH_METHOD, UPDATE_METHOD
     from ..context import get_admin_context
+    from ..rpc import get_transport
     from ..rpc.listen import FanoutListener
-    from ..rpc.transport import from_settings
 
-    url, options = from_settings(app_state().settings)
-    with FanoutListener(url, topic=scheduler_topic, options=options) as listener:
+    transport = get_transport(app_state().settings)
+    with FanoutListener(transport, topic=scheduler_topic) as listener:
         context = get_admin_context()
         for target in targets:
             listener.fanout_cast(context, target.topic, PUBLISH_METHOD, version=target.version)
@@ -398,8 +398,9 @@ def publish(
     from ..capabilities.collector import PUBLISH_METHOD
     from ..context import get_admin_context
     from ..errors import NoConsumerError, PartialResultError
+    from ..names import fanout_exchange_name
+    from ..rpc import get_transport
     from ..rpc.client import RPCClient
-    from ..rpc.transport import fanout_exchange_name, from_settings
 
     output = output_from(kwargs)
     check_column_names(output)
@@ -411,9 +412,8 @@ def publish(
             f"no publisher of {_scheduler_topic(scheduler_topic)!r} is known",
             hint="give --topic TOPIC[:VERSION], or set collector_topics",
         )
-    url, options = from_settings(app_state().settings)
     rows = []
-    with RPCClient(url, options=options) as client:
+    with RPCClient(get_transport(app_state().settings)) as client:
         context = get_admin_context()
         for target in chosen:
             try:

@@ -9,13 +9,11 @@ def one_shot_client(settings: Any, timeout: float | None = None) -> Any:
     """An ``RPCClient`` for one command: its reply queue is exclusive, so it goes away with
     the process, and with no control_exchange set anywhere the topic's family picks it
     (nova's services listen on ``nova``, which nova sets in its code, not in nova.conf)."""
+    from ..rpc import get_transport
     from ..rpc.client import RPCClient
-    from ..rpc.transport import from_settings
 
-    url, options = from_settings(settings)
     return RPCClient(
-        url,
-        options=options,
+        get_transport(settings),
         timeout=timeout or settings.rpc_response_timeout,
         exclusive=True,
         infer_exchange=settings.explicit("control_exchange") is None,

@@ -32,8 +32,9 @@ from ..errors import (
     NoConsumerError,
     UnavailableError,
 )
-from . import refusals, transport, wire
-from .topology import Topology
+from . import as_transport, refusals, transport, wire
+from .target import ROUTING_FIELDS, Target, resolve
+from .transport_base import Transport
 
 LOG = logging.getLogger(__name__)
 
@@ -45,20 +46,8 @@ CONSUMER_CHECK_TTL = 2.0
 # before publishing, so a dead socket is found and replaced instead of swallowing the request.
 IDLE_PROBE_AFTER = 1.0
 REPLY_DEDUP_SIZE = 16
-_CALL_KEYS = frozenset(
-    {
-        "context",
-        "method",
-        "topic",
-        "server",
-        "args",
-        "version",
-        "namespace",
-        "exchange",
-        "timeout",
-        "call_monitor_timeout",
-    }
-)
+# What a call_many request holds besides a target's fields (rpc.target.ROUTING_FIELDS).
+_CALL_KEYS = frozenset({"context", "method", "target", "args", "timeout", "call_monitor_timeout"})
 
 _CONNECTION_ERRORS = (
     pika.exceptions.AMQPConnectionError,
@@ -230,21 +219,12 @@ class PendingCall:
         return self._call.client._result(self._call, timeout)
 
 
-def _abort(connection: pika.BlockingConnection) -> None:
-    """Drop a connection's socket without the AMQP close handshake (nothing waits on it)."""
-    transport_ = getattr(getattr(connection, "_impl", None), "_transport", None)
-    try:
-        if transport_ is not None:
-            transport_.abort()
-        else:
-            connection.close()
-    except Exception:  # the socket is going away either way; the process may be exiting
-        LOG.debug("aborting the broker connection failed", exc_info=True)
-
-
 class RPCClient:
-    """Call and cast to oslo.messaging RPC servers (or managerctl ones) over RabbitMQ.
+    """Call and cast to oslo.messaging RPC servers (or managerctl ones) over a Transport.
 
+    ``transport`` is a Transport (``rpc.get_transport(settings)``) or a transport URL, with
+    ``options`` then. Each method takes a ``target=`` (an ``rpc.target.Target``) or its fields
+    as keywords (``topic=``, ``server=``, ``exchange=``, ``namespace=``, ``version=``).
     ``timeout`` is the default for calls (oslo's ``rpc_response_timeout``).
     ``allowed_remote_exmods`` lists the modules whose exceptions are rebuilt as themselves;
     others come back as RemoteError. ``check_consumers`` asks the broker, before a call or a
@@ -256,7 +236,7 @@ class RPCClient:
 
     def __init__(
         self,
-        transport_url: str | transport.TransportURL,
+        transport_url: Transport | str | transport.TransportURL,
         *,
         options: transport.RabbitOptions | None = None,
         timeout: float = 60.0,
@@ -265,9 +245,10 @@ class RPCClient:
         exclusive: bool = False,
         infer_exchange: bool = False,
     ) -> None:
-        self.url = transport.parse_transport_url(transport_url)
-        self.options = self.url.apply_to(options or transport.RabbitOptions())
-        self.topology = Topology(self.options)
+        self.transport = as_transport(transport_url, options)
+        self.url = self.transport.url
+        self.options = self.transport.options
+        self.topology = self.transport.topology
         self.timeout = float(timeout)
         self.allowed_remote_exmods = tuple(allowed_remote_exmods)
         self.check_consumers = check_consumers
@@ -312,7 +293,7 @@ class RPCClient:
                 # After a timeout the connection may be silent, and a graceful close waits for
                 # the broker without a bound (until the AMQP heartbeat gives up, ~2 min). The
                 # exclusive reply queue dies with the connection, so just drop the socket.
-                _abort(connection)
+                self.transport.abort(connection)
                 return
             try:
                 # Cancel first: deleting a consumed queue makes the broker cancel the consumer,
@@ -357,7 +338,7 @@ class RPCClient:
             self._calls.clear()
         # An exclusive reply queue died with the old connection; _open_channel declares it again
         # under the same name, so a request re-sent by _publish still names a live queue.
-        self._connection = transport.connect(self.url, self.options)
+        self._connection = self.transport.connect()
         self._cast_channel = self._check_channel = None
         self._last_io = time.monotonic()
         self._open_channel()
@@ -633,8 +614,7 @@ class RPCClient:
         method: str,
         args: Mapping[str, Any] | None,
         context: Any,
-        version: str | None,
-        namespace: str | None,
+        target: Target,
         msg_id: str,
         call_monitor_timeout: float | None = None,
     ) -> bytes:
@@ -645,8 +625,8 @@ class RPCClient:
                     method,
                     args,
                     context=context,
-                    version=version,
-                    namespace=namespace,
+                    version=target.version,
+                    namespace=target.namespace,
                     msg_id=msg_id,
                     reply_q=self._reply_q,
                     call_monitor_timeout=call_monitor_timeout,
@@ -674,7 +654,7 @@ class RPCClient:
             return
         if self._connection is None or not self._connection.is_open:
             return  # a lost connection: the next process_data_events raises, and we reconnect
-        reason = getattr(channel, "_closing_reason", None)
+        reason = self.transport.closing_reason(channel)
         if reason is not None and refusals.is_refusal(reason):
             self._calls.clear()
             raise reason
@@ -700,30 +680,22 @@ class RPCClient:
         self,
         context: Any,
         method: str,
-        topic: str,
-        server: str | None,
+        target: Target,
         args: Mapping[str, Any] | None,
-        version: str | None,
-        namespace: str | None,
-        exchange: str | None,
         timeout: float | None,
         call_monitor_timeout: float | None,
     ) -> _Call:
-        if not topic:
-            raise BadInputError("a call needs a topic")
         timeout = self.timeout if timeout is None else float(timeout)
-        exchange = self.exchange_for(topic, exchange)
-        routing_key = f"{topic}.{server}" if server else topic
+        exchange = self.exchange_for(target.topic, target.exchange)
+        routing_key = target.routing_key
         self._ready()
         if not self._consuming:
             self._start_replies()
         if self.check_consumers:
             self._check_consumer(routing_key, exchange)
-        self._check_exchange(exchange, topic)
+        self._check_exchange(exchange, target.topic)
         msg_id = uuid.uuid4().hex
-        body = self._call_body(
-            method, args, context, version, namespace, msg_id, call_monitor_timeout
-        )
+        body = self._call_body(method, args, context, target, msg_id, call_monitor_timeout)
         call = _Call(
             self,
             msg_id,
@@ -754,16 +726,14 @@ class RPCClient:
         context: Any,
         method: str,
         *,
-        topic: str,
-        server: str | None = None,
+        target: Target | None = None,
         args: Mapping[str, Any] | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
-        exchange: str | None = None,
         timeout: float | None = None,
         call_monitor_timeout: float | None = None,
+        **routing: str | None,
     ) -> Any:
-        """Call ``method`` on one server of ``topic`` (or on ``server``) and return its result.
+        """Call ``method`` on one server of the target's topic (or on its ``server``) and
+        return its result.
 
         Raises what the remote method raised (builtins and ``allowed_remote_exmods``) or
         RemoteError; NoConsumerError when nobody consumes the target; CallTimeoutError.
@@ -772,12 +742,8 @@ class RPCClient:
             pending = self.call_async(
                 context,
                 method,
-                topic=topic,
-                server=server,
+                target=resolve(target, routing, "a call"),
                 args=args,
-                version=version,
-                namespace=namespace,
-                exchange=exchange,
                 timeout=timeout,
                 call_monitor_timeout=call_monitor_timeout,
             )
@@ -788,61 +754,50 @@ class RPCClient:
         context: Any,
         method: str,
         *,
-        topic: str,
-        server: str | None = None,
+        target: Target | None = None,
         args: Mapping[str, Any] | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
-        exchange: str | None = None,
         timeout: float | None = None,
         call_monitor_timeout: float | None = None,
+        **routing: str | None,
     ) -> PendingCall:
         """Send a call and return at once; ``PendingCall.result()`` waits for the reply."""
+        target = resolve(target, routing, "a call")
         with self._lock, refusals.map_amqp_errors(f"calling {method}"):
             return PendingCall(
-                self._send_call(
-                    context,
-                    method,
-                    topic,
-                    server,
-                    args,
-                    version,
-                    namespace,
-                    exchange,
-                    timeout,
-                    call_monitor_timeout,
-                )
+                self._send_call(context, method, target, args, timeout, call_monitor_timeout)
             )
 
     def call_many(self, requests: Iterable[Mapping[str, Any]]) -> list[Any]:
         """Send every call first, then gather: results, or the exception each call raised.
 
-        Each request is a dict of ``call()``'s arguments (``context``, ``method``, ``topic``, ...).
+        Each request is a dict of ``call()``'s arguments (``context``, ``method``, ``target``
+        or ``topic``, ``server``, ...).
         """
-        copies = [dict(request) for request in requests]
-        for request in copies:
-            unknown = set(request) - _CALL_KEYS
-            if unknown or "method" not in request or "topic" not in request:
+        prepared = []
+        for request in requests:
+            routing = {key: value for key, value in request.items() if key not in _CALL_KEYS}
+            try:
+                if "method" not in request:
+                    raise BadInputError("no method")
+                target = resolve(request.get("target"), routing, "a call_many request")
+            except (TypeError, BadInputError):
                 raise BadInputError(
-                    "each call_many request needs method and topic and takes only "
-                    f"{', '.join(sorted(_CALL_KEYS))}"
-                )
+                    "each call_many request needs method and a target (or topic) and takes "
+                    f"only {', '.join(sorted(_CALL_KEYS | ROUTING_FIELDS))}"
+                ) from None
+            prepared.append((request, target))
         with self._lock, refusals.map_amqp_errors("sending calls"):
             sent: list[_Call | BaseException] = []
-            for request in copies:
+            for request, target in prepared:
                 try:
                     sent.append(
                         self._send_call(
-                            request.pop("context", None),
-                            request.pop("method"),
-                            request.pop("topic"),
-                            request.pop("server", None),
-                            request.pop("args", None),
-                            request.pop("version", None),
-                            request.pop("namespace", None),
-                            request.pop("exchange", None),
-                            request.pop("timeout", None),
-                            request.pop("call_monitor_timeout", None),
+                            request.get("context"),
+                            request["method"],
+                            target,
+                            request.get("args"),
+                            request.get("timeout"),
+                            request.get("call_monitor_timeout"),
                         )
                     )
                 except ManagerCtlError as exc:
@@ -861,28 +816,31 @@ class RPCClient:
         context: Any,
         method: str,
         *,
-        topic: str,
-        server: str | None = None,
-        fanout: bool = False,
+        target: Target | None = None,
+        fanout: bool | None = None,
         args: Mapping[str, Any] | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
-        exchange: str | None = None,
         require_listener: bool = False,
+        **routing: str | None,
     ) -> None:
         """Send ``method`` without waiting for a result; returns once the broker has it.
 
-        A cast to a server is checked for a consumer first. A fanout cast reaches every server
-        of the topic, and nobody listening is not an error (as in oslo) unless
-        ``require_listener``: then it goes out mandatory and NoConsumerError says that no queue
-        was bound to the fanout exchange.
+        A cast to a server is checked for a consumer first. A fanout cast (``fanout=True`` or
+        a fanout target) reaches every server of the topic, and nobody listening is not an
+        error (as in oslo) unless ``require_listener``: then it goes out mandatory and
+        NoConsumerError says that no queue was bound to the fanout exchange.
         """
-        if not topic:
-            raise BadInputError("a cast needs a topic")
+        target = resolve(target, routing, "a cast")
+        if fanout is not None and fanout != target.fanout:
+            target = target.replace(fanout=fanout)
+        topic = target.topic
         body = self.topology.encode(
             wire.encode_envelope(
                 wire.build_request(
-                    method, args, context=context, version=version, namespace=namespace
+                    method,
+                    args,
+                    context=context,
+                    version=target.version,
+                    namespace=target.namespace,
                 )
             )
         )
@@ -891,7 +849,7 @@ class RPCClient:
             if self._cast_channel is None or not self._cast_channel.is_open:
                 self._open_cast_channel()
             props = self._props(None)
-            if fanout:
+            if target.fanout:
                 # Always declared, as oslo does: the exchange vanishes with its last queue.
                 name = self._declare_fanout_exchange(topic)
                 try:
@@ -905,9 +863,9 @@ class RPCClient:
                     ) from None
                 self._last_io = time.monotonic()
                 return
-            exchange = self.exchange_for(topic, exchange)
-            routing_key = f"{topic}.{server}" if server else topic
-            if server and self.check_consumers:
+            exchange = self.exchange_for(topic, target.exchange)
+            routing_key = target.routing_key
+            if target.server and self.check_consumers:
                 self._check_consumer(routing_key, exchange)
             self._check_exchange(exchange, topic)
             try:
@@ -929,22 +887,22 @@ class RPCClient:
         context: Any,
         method: str,
         *,
-        topic: str,
+        target: Target | None = None,
         args: Mapping[str, Any] | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
         timeout: float,
         expect: int | None = None,
         stop_when: Callable[[list[BroadcastReply]], bool] | None = None,
+        **routing: str | None,
     ) -> list[BroadcastReply]:
-        """Call ``method`` on every server of ``topic`` (fanout) and gather their replies.
+        """Call ``method`` on every server of the target's topic (fanout) and gather their
+        replies.
 
         Gathers until ``expect`` replies came, ``stop_when(replies)`` is true, or ``timeout``
         passed; never raises for missing replies: the caller compares what it got with what
         it expected. Returns at once, empty, when nobody serves the topic.
         """
-        if not topic:
-            raise BadInputError("a broadcast call needs a topic")
+        target = resolve(target, routing, "a broadcast call")
+        topic = target.topic
         if expect is not None and expect <= 0:
             return []
         with self._lock, refusals.map_amqp_errors(f"broadcasting {method} to {topic}"):
@@ -963,7 +921,7 @@ class RPCClient:
                     return []
                 raise
             msg_id = uuid.uuid4().hex
-            body = self._call_body(method, args, context, version, namespace, msg_id)
+            body = self._call_body(method, args, context, target, msg_id)
             call = _Broadcast(
                 self, msg_id, f"fanout exchange {exchange!r}", method, timeout, expect, stop_when
             )

@@ -20,8 +20,8 @@ import pika
 import pika.exceptions
 
 from ..errors import UnavailableError
-from . import refusals, transport, wire
-from .topology import Topology
+from . import as_transport, refusals, transport, wire
+from .transport_base import Transport
 
 LOG = logging.getLogger(__name__)
 
@@ -33,14 +33,15 @@ class FanoutListener:
 
     def __init__(
         self,
-        transport_url: str | transport.TransportURL,
+        transport_url: Transport | str | transport.TransportURL,
         *,
         topic: str,
         options: transport.RabbitOptions | None = None,
     ) -> None:
-        self.url = transport.parse_transport_url(transport_url)
-        self.options = self.url.apply_to(options or transport.RabbitOptions())
-        self.topology = Topology(self.options)
+        self.transport = as_transport(transport_url, options)
+        self.url = self.transport.url
+        self.options = self.transport.options
+        self.topology = self.transport.topology
         self.topic = topic
         self.queue: str | None = None
         self.requests: list[tuple[float, wire.Request]] = []
@@ -68,7 +69,7 @@ class FanoutListener:
 
     def start(self) -> None:
         """Connect, declare the fanout exchange and a temporary queue bound to it, consume."""
-        self._connection = transport.connect(self.url, self.options)
+        self._connection = self.transport.connect()
         with self._mapped_errors(f"joining {transport.fanout_exchange_name(self.topic)}"):
             exchange = self.topology.fanout_exchange(self.topic)
             assert self._connection is not None, "start() first"

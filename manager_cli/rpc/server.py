@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -31,9 +30,10 @@ import pika
 import pika.exceptions
 
 from ..errors import BadInputError, ManagerCtlError
-from . import refusals, transport, wire
+from . import as_transport, refusals, transport, wire
 from .dispatcher import DispatchError, RPCDispatcher
-from .topology import QueueShape, Topology
+from .topology import QueueShape
+from .transport_base import Transport
 
 LOG = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RPCServer:
 
     def __init__(
         self,
-        transport_url: str | transport.TransportURL,
+        transport_url: Transport | str | transport.TransportURL,
         *,
         topic: str,
         server: str,
@@ -115,8 +115,9 @@ class RPCServer:
             raise ValueError("an RPC server needs a topic and a server name")
         if executor_threads < 1:
             raise ValueError("executor_threads must be at least 1")
-        self.url = transport.parse_transport_url(transport_url)
-        self.options = self.url.apply_to(options or transport.RabbitOptions())
+        self.transport = as_transport(transport_url, options)
+        self.url = self.transport.url
+        self.options = self.transport.options
         self.topic = topic
         self.server = server
         self.dispatcher = dispatcher
@@ -126,7 +127,7 @@ class RPCServer:
         self.max_message_bytes = max_message_bytes
         self.on_event = on_event
         self.fanout_only = fanout_only
-        self.topology = Topology(self.options)
+        self.topology = self.transport.topology
         # Per consumer (never global QoS: quorum queues refuse it, RabbitMQ 4.3 denies it), so
         # up to three times this many requests wait unacked in the backlog.
         self.prefetch = self.options.rabbit_qos_prefetch_count or executor_threads
@@ -139,6 +140,7 @@ class RPCServer:
         # (540, which closes the connection), so those are acked instead.
         self._stream_deliveries: set[int] = set()
         self._props = self.topology.properties()
+        self._publish_nowait = self.transport.publish_nowait
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._host_offset = 0
@@ -245,10 +247,7 @@ class RPCServer:
     # -- connection and declarations (I/O thread, or the caller of start()) ----------------
 
     def _setup(self) -> None:
-        hosts = self.url.hosts
-        offset = self._host_offset % len(hosts)
-        url = dataclasses.replace(self.url, hosts=hosts[offset:] + hosts[:offset])
-        connection = transport.connect(url, self.options)
+        connection = self.transport.connect(rotate=self._host_offset)
         topology = self.topology
         try:
             if self._fanout_shape is None:
@@ -688,10 +687,9 @@ class RPCServer:
             self._unsent.append((reply_q, body))
             return
         try:
-            # BlockingChannel.basic_publish flushes the socket after every message, a poll round
-            # each; the channel under it only queues the frames, and the I/O loop's next pass
-            # writes every reply queued meanwhile in one go.
-            channel._impl.basic_publish("", reply_q, body, self._props, mandatory=True)
+            # Queued, not flushed: the I/O loop's next pass writes every reply queued meanwhile
+            # in one go.
+            self._publish_nowait(channel, "", reply_q, body, self._props, mandatory=True)
         except _CONNECTION_ERRORS:
             self._unsent.append((reply_q, body))
             raise
