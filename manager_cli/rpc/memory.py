@@ -535,6 +535,13 @@ class MemoryChannel:
                         raise self._inequivalent(arg, "exchange", exchange, received, current)
         return SimpleNamespace(method=SimpleNamespace(NAME="Exchange.DeclareOk"))
 
+    def exchange_delete(self, exchange: str | None = None, if_unused: bool = False) -> Any:
+        with self._broker._lock:
+            self._check()
+            if exchange and not exchange.startswith("amq."):
+                self._broker._exchanges.pop(exchange, None)
+        return SimpleNamespace(method=SimpleNamespace(NAME="Exchange.DeleteOk"))
+
     def queue_declare(
         self,
         queue: str,
