@@ -155,34 +155,26 @@ def call(
     if api_version is None and namespace is None:
         # A known family's endpoints answer only their own major (cinder: 3.x).
         api_version = default_version(topic)
+    from ..rpc.target import Target
+
+    target = Target(
+        topic,
+        server=None if fanout else server,
+        exchange=exchange,
+        namespace=namespace,
+        version=api_version,
+        fanout=fanout,
+    )
     _, client = _settings_and_client(timeout)
     with client:
         if cast or fanout:
-            client.cast(
-                get_admin_context(),
-                method,
-                topic=topic,
-                server=None if fanout else server,
-                fanout=fanout,
-                args=args,
-                version=api_version,
-                namespace=namespace,
-                exchange=exchange,
-            )
+            client.cast(get_admin_context(), method, target=target, args=args)
             return
         client.check_consumers = not wait_for_consumer
         try:
             with waiting(f"waiting for {method} on {topic}.{host}"):
                 result = client.call(
-                    get_admin_context(),
-                    method,
-                    topic=topic,
-                    server=server,
-                    args=args,
-                    version=api_version,
-                    namespace=namespace,
-                    exchange=exchange,
-                    timeout=timeout,
+                    get_admin_context(), method, target=target, args=args, timeout=timeout
                 )
         except Exception as exc:
             raise remote_error_from(exc, _version_hint(exc, topic, asked_version)) from None

@@ -78,18 +78,24 @@ def call_hosts(
     ``request`` holds the ``args``, ``version`` and ``namespace`` of the call. Raises only
     when the check cannot run at all (broker unreachable, credentials refused).
     """
+    from ..rpc.target import Target
+
     answers: dict[str, HostAnswer] = {}
     pending: dict[str, Any] = {}
+    routing = Target(
+        topic,
+        exchange=exchange,
+        version=request.get("version"),
+        namespace=request.get("namespace"),
+    )
     for host in unique(hosts):
         try:
             pending[host] = client.call_async(
                 context,
                 method,
-                topic=topic,
-                server=host,
-                exchange=exchange,
+                target=routing.replace(server=host),
+                args=request.get("args"),
                 timeout=timeout,
-                **request,
             )
         except NoConsumerError as exc:
             answers[host] = HostAnswer(host, DOWN, error=exc)

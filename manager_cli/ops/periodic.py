@@ -26,6 +26,14 @@ LIST_TASKS = "list_periodic_tasks"
 RUN_TASKS = "run_periodic_task"
 
 
+def control_target(topic: str, host: str | None = None) -> Any:
+    """Where control requests go: the managerctl namespace of ``topic`` (on ``host``)."""
+    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
+    from ..rpc.target import Target
+
+    return Target(topic, server=host, namespace=CONTROL_NAMESPACE, version=CONTROL_API_VERSION)
+
+
 def control_failure(exc: BaseException, where: str) -> BaseException:
     """A remote failure of the control endpoint as the error to report (exit code included)."""
     if isinstance(exc, RemoteError):
@@ -45,17 +53,13 @@ def call_control(
 ) -> list[dict[str, Any]]:
     """Call a control method on the service of ``topic`` on ``host``; its rows."""
     from ..context import get_admin_context
-    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
 
     try:
         rows = client.call(
             get_admin_context(),
             method,
-            topic=topic,
-            server=host,
+            target=control_target(topic, host),
             args=args,
-            namespace=CONTROL_NAMESPACE,
-            version=CONTROL_API_VERSION,
             timeout=timeout,
         )
     except Exception as exc:
@@ -117,7 +121,6 @@ def gather_control(
     A service with nothing to list answers anonymously.
     """
     from ..context import get_admin_context
-    from ..names import CONTROL_API_VERSION, CONTROL_NAMESPACE
 
     wanted = list(expect_hosts or [])
     if not wanted and expect is None:
@@ -135,10 +138,8 @@ def gather_control(
     replies = client.broadcast_call(
         get_admin_context(),
         method,
-        topic=topic,
+        target=control_target(topic),
         args=args,
-        namespace=CONTROL_NAMESPACE,
-        version=CONTROL_API_VERSION,
         timeout=timeout,
         expect=None if wanted else expect,
         stop_when=all_wanted_answered if wanted else None,

@@ -37,16 +37,7 @@ class PikaTransport(Transport):
         except Exception:  # the socket is going away either way; the process may be exiting
             LOG.debug("aborting the broker connection failed", exc_info=True)
 
-    def publish_nowait(
-        self,
-        channel: Any,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: Any,
-        *,
-        mandatory: bool = False,
-    ) -> None:
+    def publish_nowait(self, channel: Any, *publish: Any, **flags: Any) -> None:
         # BlockingChannel.basic_publish flushes the socket after every message, a poll round
         # each; the channel under it only queues the frames.
-        channel._impl.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+        channel._impl.basic_publish(*publish, **flags)

@@ -721,33 +721,15 @@ class RPCClient:
 
     # -- public API ------------------------------------------------------------------------
 
-    def call(
-        self,
-        context: Any,
-        method: str,
-        *,
-        target: Target | None = None,
-        args: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        call_monitor_timeout: float | None = None,
-        **routing: str | None,
-    ) -> Any:
+    def call(self, context: Any, method: str, **arguments: Any) -> Any:
         """Call ``method`` on one server of the target's topic (or on its ``server``) and
-        return its result.
+        return its result; takes ``call_async``'s arguments.
 
         Raises what the remote method raised (builtins and ``allowed_remote_exmods``) or
         RemoteError; NoConsumerError when nobody consumes the target; CallTimeoutError.
         """
         with self._lock:
-            pending = self.call_async(
-                context,
-                method,
-                target=resolve(target, routing, "a call"),
-                args=args,
-                timeout=timeout,
-                call_monitor_timeout=call_monitor_timeout,
-            )
-            return pending.result()
+            return self.call_async(context, method, **arguments).result()
 
     def call_async(
         self,
@@ -760,7 +742,12 @@ class RPCClient:
         call_monitor_timeout: float | None = None,
         **routing: str | None,
     ) -> PendingCall:
-        """Send a call and return at once; ``PendingCall.result()`` waits for the reply."""
+        """Send a call and return at once; ``PendingCall.result()`` waits for the reply.
+
+        ``target`` (or its fields as keywords: ``topic=``, ``server=``, ...) says where;
+        ``timeout`` defaults to the client's; ``call_monitor_timeout`` asks the server for
+        heartbeats, and gives up when they stop.
+        """
         target = resolve(target, routing, "a call")
         with self._lock, refusals.map_amqp_errors(f"calling {method}"):
             return PendingCall(

@@ -76,16 +76,23 @@ def endpoint() -> Endpoint:
     return Endpoint()
 
 
-@pytest.fixture
-def server(transport: MemoryTransport, endpoint: Endpoint):
+def start_server(
+    transport: MemoryTransport, endpoint: Endpoint, host: str = "h1", threads: int = 4
+) -> RPCServer:
     server = RPCServer(
         transport,
         topic=TOPIC,
-        server="h1",
+        server=host,
         dispatcher=RPCDispatcher([endpoint]),
-        executor_threads=4,
+        executor_threads=threads,
     )
     server.start()
+    return server
+
+
+@pytest.fixture
+def server(transport: MemoryTransport, endpoint: Endpoint):
+    server = start_server(transport, endpoint)
     yield server
     endpoint.release.set()
     server.stop(graceful_timeout=5)
@@ -213,8 +220,7 @@ def test_casts_and_fanout_casts(server: RPCServer, client: RPCClient, endpoint: 
 def test_a_broadcast_gathers_every_server(
     transport: MemoryTransport, server: RPCServer, client: RPCClient, endpoint: Endpoint
 ) -> None:
-    other = RPCServer(transport, topic=TOPIC, server="h2", dispatcher=RPCDispatcher([endpoint]))
-    other.start()
+    other = start_server(transport, endpoint, host="h2")
     try:
         replies = client.broadcast_call(
             {}, "echo", topic=TOPIC, args={"value": 7}, timeout=10, expect=2
@@ -267,14 +273,7 @@ def test_a_drop_while_waiting_fails_the_call(
 def test_the_server_requeues_what_it_did_not_start(transport: MemoryTransport) -> None:
     """Prefetch bounds what waits unacked; stopping gives the backlog back to the queue."""
     endpoint = Endpoint()
-    server = RPCServer(
-        transport,
-        topic=TOPIC,
-        server="h1",
-        dispatcher=RPCDispatcher([endpoint]),
-        executor_threads=1,
-    )
-    server.start()
+    server = start_server(transport, endpoint, threads=1)
     with RPCClient(transport, timeout=10) as client:
         for number in range(5):
             client.cast({}, "wait_then", topic=TOPIC, args={"value": number})
