@@ -31,12 +31,13 @@ lost links, ``restart()`` a broker restart (non-durable entities gone) and
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -466,6 +467,13 @@ class MemoryChannel:
         if not self._open:
             raise pika.exceptions.ChannelWrongStateError("Channel is closed.")
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[MemoryBroker]:
+        """The broker, locked, for an operation on this channel (which must be open)."""
+        with self._broker._lock:
+            self._check()
+            yield self._broker
+
     def _refuse(self, code: int, text: str) -> pika.exceptions.ChannelClosedByBroker:
         """Close this channel as the broker does on an error; the exception to raise."""
         error = pika.exceptions.ChannelClosedByBroker(code, text)
@@ -509,8 +517,7 @@ class MemoryChannel:
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> Any:
-        with self._broker._lock:
-            self._check()
+        with self._locked():
             existing = self._broker._exchanges.get(exchange)
             if passive:
                 if existing is None:
@@ -536,8 +543,7 @@ class MemoryChannel:
         return SimpleNamespace(method=SimpleNamespace(NAME="Exchange.DeclareOk"))
 
     def exchange_delete(self, exchange: str | None = None, if_unused: bool = False) -> Any:
-        with self._broker._lock:
-            self._check()
+        with self._locked():
             if exchange and not exchange.startswith("amq."):
                 self._broker._exchanges.pop(exchange, None)
         return SimpleNamespace(method=SimpleNamespace(NAME="Exchange.DeleteOk"))
@@ -552,9 +558,7 @@ class MemoryChannel:
         arguments: dict[str, Any] | None = None,
     ) -> Any:
         arguments = dict(arguments or {})
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             if passive:
                 found = self._queue(queue)
             else:
@@ -597,9 +601,7 @@ class MemoryChannel:
         routing_key: str | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> Any:
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             found = self._queue(queue)
             target = broker._exchanges.get(exchange)
             if target is None:
@@ -615,9 +617,7 @@ class MemoryChannel:
         return SimpleNamespace(method=SimpleNamespace(NAME="Queue.BindOk"))
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Any:
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             found = broker._queues.get(queue)
             count = 0
             if found is not None:
@@ -630,8 +630,7 @@ class MemoryChannel:
     def basic_qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
     ) -> None:
-        with self._broker._lock:
-            self._check()
+        with self._locked():
             if global_qos:
                 self._global_prefetch = prefetch_count
             else:
@@ -646,9 +645,7 @@ class MemoryChannel:
         consumer_tag: str | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> str:
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             found = self._queue(queue)
             tag = consumer_tag or f"ctag{self.channel_number}.{uuid.uuid4().hex}"
             consumer = _Consumer(self, tag, found, on_message_callback, auto_ack, self._prefetch)
@@ -659,8 +656,7 @@ class MemoryChannel:
             return tag
 
     def basic_cancel(self, consumer_tag: str) -> list[Any]:
-        with self._broker._lock:
-            self._check()
+        with self._locked():
             consumer = self._consumers.get(consumer_tag)
             if consumer is not None:
                 self._broker._cancel(consumer)
@@ -688,9 +684,7 @@ class MemoryChannel:
 
     def _settle(self, delivery_tag: int, multiple: bool, requeue: bool | None) -> None:
         """Ack (``requeue`` None), or reject with or without requeue, one or many deliveries."""
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             if multiple:
                 tags = [tag for tag in self._unacked if tag <= delivery_tag or delivery_tag == 0]
             elif delivery_tag in self._unacked:
@@ -743,9 +737,7 @@ class MemoryChannel:
         properties: Any = None,
         mandatory: bool = False,
     ) -> None:
-        broker = self._broker
-        with broker._lock:
-            self._check()
+        with self._locked() as broker:
             target = broker._exchanges.get(exchange)
             if target is None:
                 error = pika.exceptions.ChannelClosedByBroker(
