@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -650,7 +651,14 @@ class FakeClient:
     def exchange_for(self, topic: str, exchange: str | None = None) -> str:
         return exchange or self.options.control_exchange
 
-    def call_async(self, context: object, method: str, **kwargs: object) -> FakePending:
+    def call_async(
+        self, context: object, method: str, *, target: Any = None, **kwargs: object
+    ) -> FakePending:
+        if target is not None:  # recorded field by field, as the assertions read them
+            kwargs.update(
+                (name, getattr(target, name))
+                for name in ("topic", "server", "exchange", "namespace", "version")
+            )
         self.requests.append({"method": method, **kwargs})
         if self.at_send is not None:
             raise self.at_send
