@@ -1,7 +1,8 @@
 """The RPC client: call, cast, fanout cast and broadcast call over oslo's wire protocol.
 
-One client owns one pika connection and, once it has made a call, one reply queue that all its
-calls share (as oslo's transport does). Calls are routed back by ``_msg_id``. Everything runs in
+One client owns one connection of its Transport (``rpc.get_transport``: RabbitMQ through pika,
+or the in-memory broker) and, once it has made a call, one reply queue that all its calls share
+(as oslo's transport does). Requests go where an ``rpc.target.Target`` says. Calls are routed back by ``_msg_id``. Everything runs in
 the calling thread: replies are read by ``process_data_events`` while a caller waits, so the hot
 path has no thread hop, no per-call declare and no per-call channel.
 
