@@ -2,8 +2,9 @@
 
 Threading. A Transport's connection (pika's BlockingConnection) is not thread-safe, so one I/O
 thread owns the connection and its channel: it receives, decodes, acks, publishes replies and
-heartbeats. Methods run in a pool of worker threads; a worker hands its reply back through a queue and wakes the I/O thread
-with ``add_callback_threadsafe``. The I/O thread is the only one that touches the connection.
+heartbeats. Methods run in a pool of worker threads; a worker hands its reply back through a
+queue and wakes the I/O thread with ``add_callback_threadsafe``. The I/O thread is the only one
+that touches the connection.
 
 Acknowledgement (at-most-once, as oslo). A request is acked by the I/O thread at the moment a
 worker is free to run it, never earlier: requests received while every worker is busy wait
