@@ -95,7 +95,7 @@ class _Call:
         target: str,
         method: str,
         timeout: float,
-        monitor_timeout: float | None,
+        monitor_timeout: float | None = None,
     ) -> None:
         self.client = client
         self.msg_id = msg_id
@@ -116,15 +116,21 @@ class _Call:
         self.last_heard = time.monotonic()
         if message.get("ending", False):
             self.answered_at = self.last_heard
-        failure = message.get("failure")
-        if failure:
-            self.error = wire.deserialize_failure(
-                wire.parse_reply(message).failure or "", self.client.allowed_remote_exmods
-            )
+        error = self.failure(message)
+        if error is not None:
+            self.error = error
         elif message.get("result") is not None:
             self.value = message["result"]
         if message.get("ending", False):
             self.done = True
+
+    def failure(self, message: Mapping[str, Any]) -> BaseException | None:
+        """The remote exception a reply carries, rebuilt, if it carries one."""
+        if not message.get("failure"):
+            return None
+        return wire.deserialize_failure(
+            wire.parse_reply(message).failure or "", self.client.allowed_remote_exmods
+        )
 
     def fail(self, error: BaseException) -> None:
         self.error = error
@@ -156,15 +162,12 @@ class _Broadcast(_Call):
 
     def __init__(
         self,
-        client: RPCClient,
-        msg_id: str,
-        target: str,
-        method: str,
-        timeout: float,
+        *call: Any,
         expect: int | None,
         stop_when: Callable[[list[BroadcastReply]], bool] | None,
     ) -> None:
-        super().__init__(client, msg_id, target, method, timeout, None)
+        """``call``: _Call's arguments up to ``timeout`` (a broadcast has no monitor)."""
+        super().__init__(*call)
         self.replies = []
         self.expect = expect
         self.stop_when = stop_when
@@ -174,14 +177,10 @@ class _Broadcast(_Call):
         if not message.get("ending", False):
             return  # heartbeat, or the first half of an old two-part reply
         assert self.replies is not None
-        failure = message.get("failure")
-        error = None
-        if failure:
-            error = wire.deserialize_failure(
-                wire.parse_reply(message).failure or "", self.client.allowed_remote_exmods
-            )
         self.replies.append(
-            BroadcastReply(message.get("result"), error, self.last_heard - self.started)
+            BroadcastReply(
+                message.get("result"), self.failure(message), self.last_heard - self.started
+            )
         )
         # Decided per reply, so that replies arriving in one read are not all taken.
         if (self.expect is not None and len(self.replies) >= self.expect) or (
@@ -616,10 +615,11 @@ class RPCClient:
         args: Mapping[str, Any] | None,
         context: Any,
         target: Target,
-        msg_id: str,
+        msg_id: str | None,
         call_monitor_timeout: float | None = None,
     ) -> bytes:
-        """The published body of a request that wants replies on this client's reply queue."""
+        """The published body of a request: a call (``msg_id``) wants replies on this
+        client's reply queue, a cast (None) nothing."""
         return self.topology.encode(
             wire.encode_envelope(
                 wire.build_request(
@@ -629,7 +629,7 @@ class RPCClient:
                     version=target.version,
                     namespace=target.namespace,
                     msg_id=msg_id,
-                    reply_q=self._reply_q,
+                    reply_q=self._reply_q if msg_id else None,
                     call_monitor_timeout=call_monitor_timeout,
                 )
             )
@@ -821,17 +821,7 @@ class RPCClient:
         if fanout is not None and fanout != target.fanout:
             target = target.replace(fanout=fanout)
         topic = target.topic
-        body = self.topology.encode(
-            wire.encode_envelope(
-                wire.build_request(
-                    method,
-                    args,
-                    context=context,
-                    version=target.version,
-                    namespace=target.namespace,
-                )
-            )
-        )
+        body = self._call_body(method, args, context, target, None)
         with self._lock, refusals.map_amqp_errors(f"casting {method} to {topic}"):
             self._ready()
             if self._cast_channel is None or not self._cast_channel.is_open:
@@ -911,7 +901,13 @@ class RPCClient:
             msg_id = uuid.uuid4().hex
             body = self._call_body(method, args, context, target, msg_id)
             call = _Broadcast(
-                self, msg_id, f"fanout exchange {exchange!r}", method, timeout, expect, stop_when
+                self,
+                msg_id,
+                f"fanout exchange {exchange!r}",
+                method,
+                timeout,
+                expect=expect,
+                stop_when=stop_when,
             )
             self._publish(exchange, "", body, self._props(timeout), fanout=True)
             self._calls[msg_id] = call
