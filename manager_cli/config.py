@@ -368,8 +368,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
 
 _SPECS: dict[tuple[str, str], OptionSpec] = {(spec.group, spec.name): spec for spec in OPTIONS}
 
+# oslo.config's Boolean words (and so oslo.messaging's, for transport URL options too).
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def boolean(text: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or their opposites, as oslo.config reads them."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def default(name: str, group: str = RABBIT_GROUP) -> Any:
+    """The declared default of an option (the transport's options take theirs from here)."""
+    return _SPECS[(group, name)].default
 
 
 def convert(spec: OptionSpec, raw: str) -> Any:
@@ -377,11 +393,7 @@ def convert(spec: OptionSpec, raw: str) -> Any:
     text = raw.strip()
     try:
         if spec.type == "bool":
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError("expected true or false")
+            return boolean(text)
         if spec.type == "int":
             return int(text)
         if spec.type == "float":

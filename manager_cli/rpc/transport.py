@@ -30,6 +30,8 @@ from pika.adapters.utils import connection_workflow
 
 from .. import names
 from .. import redact as _redact
+from ..config import DEFAULT_GROUP, boolean
+from ..config import default as _default
 from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -60,42 +62,43 @@ BLOCKED_CONNECTION_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class RabbitOptions:
-    """The ``[oslo_messaging_rabbit]`` options managerctl honours (oslo's defaults).
+    """The ``[oslo_messaging_rabbit]`` options managerctl honours, with the defaults
+    ``config.py`` declares (one copy of oslo's defaults).
 
     ``control_exchange`` comes from ``[DEFAULT]``; ``connect_timeout`` is managerctl's own (oslo
     has none): a CLI should fail fast on an unreachable broker.
     """
 
-    control_exchange: str = "openstack"
-    heartbeat_timeout_threshold: int = 60
-    connect_timeout: float = 2.0
-    amqp_durable_queues: bool = False
-    amqp_auto_delete: bool = False
-    rabbit_transient_queues_ttl: int = 1800
-    rabbit_qos_prefetch_count: int = 0
-    ssl: bool = False
-    ssl_ca_file: str | None = None
-    ssl_cert_file: str | None = None
-    ssl_key_file: str | None = None
-    rabbit_login_method: str = "AMQPLAIN"
-    rabbit_retry_interval: float = 1.0
-    rabbit_retry_backoff: float = 2.0
-    rabbit_interval_max: float = 30.0
-    kombu_missing_consumer_retry_timeout: float = 60.0
+    control_exchange: str = _default("control_exchange", DEFAULT_GROUP)
+    heartbeat_timeout_threshold: int = _default("heartbeat_timeout_threshold")
+    connect_timeout: float = _default("connect_timeout", DEFAULT_GROUP)
+    amqp_durable_queues: bool = _default("amqp_durable_queues")
+    amqp_auto_delete: bool = _default("amqp_auto_delete")
+    rabbit_transient_queues_ttl: int = _default("rabbit_transient_queues_ttl")
+    rabbit_qos_prefetch_count: int = _default("rabbit_qos_prefetch_count")
+    ssl: bool = _default("ssl")
+    ssl_ca_file: str | None = _default("ssl_ca_file")
+    ssl_cert_file: str | None = _default("ssl_cert_file")
+    ssl_key_file: str | None = _default("ssl_key_file")
+    rabbit_login_method: str = _default("rabbit_login_method")
+    rabbit_retry_interval: float = _default("rabbit_retry_interval")
+    rabbit_retry_backoff: float = _default("rabbit_retry_backoff")
+    rabbit_interval_max: float = _default("rabbit_interval_max")
+    kombu_missing_consumer_retry_timeout: float = _default("kombu_missing_consumer_retry_timeout")
     # What changes the topology or the body (TOPOLOGIES.md); rpc.topology turns them into the
     # shapes oslo declares.
-    rabbit_ha_queues: bool = False
-    rabbit_quorum_queue: bool = False
-    rabbit_quorum_delivery_limit: int = 0
-    rabbit_quorum_max_memory_length: int = 0
-    rabbit_quorum_max_memory_bytes: int = 0
-    rabbit_transient_quorum_queue: bool = False
-    rabbit_stream_fanout: bool = False
-    use_queue_manager: bool = False
+    rabbit_ha_queues: bool = _default("rabbit_ha_queues")
+    rabbit_quorum_queue: bool = _default("rabbit_quorum_queue")
+    rabbit_quorum_delivery_limit: int = _default("rabbit_quorum_delivery_limit")
+    rabbit_quorum_max_memory_length: int = _default("rabbit_quorum_max_memory_length")
+    rabbit_quorum_max_memory_bytes: int = _default("rabbit_quorum_max_memory_bytes")
+    rabbit_transient_quorum_queue: bool = _default("rabbit_transient_quorum_queue")
+    rabbit_stream_fanout: bool = _default("rabbit_stream_fanout")
+    use_queue_manager: bool = _default("use_queue_manager")
     hostname: str | None = None  # queue manager names; None: this machine's host name
     processname: str | None = None  # ... None: the program's name (oslo: basename(argv[0]))
-    enable_cancel_on_failover: bool = False
-    kombu_compression: str | None = None
+    enable_cancel_on_failover: bool = _default("enable_cancel_on_failover")
+    kombu_compression: str | None = _default("kombu_compression")
 
 
 # Query options oslo accepts that do not change what managerctl sends or declares.
@@ -116,8 +119,6 @@ _IGNORED_OPTIONS = frozenset(
     }
 )
 _LOGIN_METHODS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
-_TRUE = ("true", "1", "yes", "on", "y", "t")
-_FALSE = ("false", "0", "no", "off", "n", "f")
 # Only [oslo_messaging_rabbit] options may come from the URL (control_exchange is [DEFAULT]).
 _URL_OPTION_FIELDS = {
     f.name: f.type for f in dataclasses.fields(RabbitOptions) if f.name != "control_exchange"
@@ -197,12 +198,10 @@ class TransportURL:
 def _convert_option(name: str, raw: str) -> Any:
     kind = _URL_OPTION_FIELDS[name]
     if "bool" in str(kind):
-        lowered = raw.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise BadInputError(f"transport URL option {name} expects true or false")
+        try:
+            return boolean(raw)
+        except ValueError:
+            raise BadInputError(f"transport URL option {name} expects true or false") from None
     if str(kind) == "int":
         try:
             return int(raw)
