@@ -827,6 +827,9 @@ class MemoryTransport(Transport):
             options,
         )
 
+    def __repr__(self) -> str:
+        return f"<MemoryTransport memory://{self.broker.name}>"
+
     def connect(self, *, rotate: int = 0) -> MemoryConnection:
         return self.broker.connect()
 
