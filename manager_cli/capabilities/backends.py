@@ -56,14 +56,6 @@ def _schema(serial_key: str) -> list[str]:
     ]
 
 
-_SELECT_CURRENT = f"SELECT capabilities FROM {_CAPS} WHERE service = :service AND host = :host"
-_UPSERT_CAPS = f"""
-    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at)
-    VALUES (:service, :host, :capabilities, :received_at, :received_at)
-    ON CONFLICT (service, host) DO UPDATE SET
-        capabilities = excluded.capabilities,
-        received_at = excluded.received_at,
-        changed_at = excluded.changed_at"""
 _TOUCH_CAPS = (
     f"UPDATE {_CAPS} SET received_at = :received_at WHERE service = :service AND host = :host"
 )

@@ -22,11 +22,14 @@ __all__ = [
     "capability_columns",
     "capability_rows",
     "diff_capabilities",
+    "diff_from_text",
+    "diff_text",
     "flatten",
     "flatten_capabilities",
     "iso_time",
     "key_series",
     "pool_name",
+    "same_value",
 ]
 
 # A service publishes every 60 s by default (periodic spacing); three missed publications make
@@ -79,13 +82,17 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(value, dict):
         return {prefix or "value": value}
     flat: dict[str, Any] = {}
-    for key, item in value.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(item, dict) and item:
-            flat.update(flatten(item, path))
-        else:
-            flat[path] = item
+    _flatten_into(flat, value, f"{prefix}." if prefix else "")
     return flat
+
+
+def _flatten_into(flat: dict[str, Any], value: Mapping[Any, Any], dotted: str) -> None:
+    # One dict filled in place, keys built once: flatten runs for every update and row.
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            _flatten_into(flat, item, f"{dotted}{key}.")
+        else:
+            flat[f"{dotted}{key}"] = item
 
 
 def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
@@ -109,6 +116,20 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values read the same as canonical JSON, without encoding the common case:
+    scalars of one type compare with == (1, True and 1.0 differ, as their JSON does)."""
+    kind = type(a)
+    if kind is type(b) and kind in _SCALARS:
+        return bool(a == b) or (kind is float and a != a and b != b)  # NaN is NaN
+    if kind in _SCALARS or type(b) in _SCALARS:
+        return False
+    return canonical(a) == canonical(b)
+
+
 def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str, dict[str, Any]]:
     """What changed from ``old`` to ``new``, on flattened keys (``old`` None: all added)."""
     before = flatten_capabilities(old or [])
@@ -118,9 +139,25 @@ def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str
     changed = {
         key: {"old": before[key], "new": value}
         for key, value in after.items()
-        if key in before and canonical(before[key]) != canonical(value)
+        if key in before and not same_value(before[key], value)
     }
     return {"added": added, "removed": removed, "changed": changed}
+
+
+_DIFF_SECTIONS = ("added", "removed", "changed")
+
+
+def diff_text(diff: Mapping[str, Mapping[str, Any]]) -> str:
+    """A diff as stored: compact JSON without its empty sections (most changes touch one or
+    two keys, and a history row is mostly its diff)."""
+    kept = {section: diff[section] for section in _DIFF_SECTIONS if diff.get(section)}
+    return json.dumps(kept, separators=(",", ":"), default=str)
+
+
+def diff_from_text(text: str) -> dict[str, dict[str, Any]]:
+    """A stored diff with all three sections again (older stores kept the empty ones)."""
+    stored = json.loads(text)
+    return {section: stored.get(section) or {} for section in _DIFF_SECTIONS}
 
 
 def iso_time(timestamp: float) -> str:

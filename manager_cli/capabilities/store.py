@@ -35,10 +35,8 @@ from .backends import (
     _INSERT_CHANGE,
     _PRUNE_CHANGES,
     _SCHEMA,
-    _SELECT_CURRENT,
     _SERVICES,
     _TOUCH_CAPS,
-    _UPSERT_CAPS,
     _UPSERT_CAPS_FINAL,
     _UPSERT_SERVICE,
     SCHEMA_VERSION,
@@ -49,7 +47,14 @@ from .backends import (
     _SQLiteBackend,
     _where,
 )
-from .records import CapabilityRecord, Change, canonical, diff_capabilities
+from .records import (
+    CapabilityRecord,
+    Change,
+    canonical,
+    diff_capabilities,
+    diff_from_text,
+    diff_text,
+)
 
 __all__ = [
     "STORE_ENV",
@@ -110,7 +115,8 @@ class CapabilityStore:
         self._errors = backend.errors()
         self._closed = False
         self._changes_since_prune: dict[tuple[str, str], int] = {}
-        self.prune_every = PRUNE_EVERY
+        # At most a quarter of history_keep past it, so a small keep stays small.
+        self.prune_every = max(1, min(PRUNE_EVERY, history_keep // 4))
 
     @property
     def description(self) -> str:
@@ -187,93 +193,60 @@ class CapabilityStore:
         A single value is wrapped in a list, as SchedulerDependentManager does. A change also
         appends a history row with the diff (the first record of a host is all "added").
         """
-        if not service or not host:
-            raise BadInputError("a capability record needs a service and a host")
-        if not isinstance(capabilities, list):
-            capabilities = [capabilities]
         received_at = time.time() if received_at is None else float(received_at)
-        text = json.dumps(capabilities, default=str)
-        key = (str(service), str(host))
-        params = {"service": key[0], "host": key[1], "received_at": received_at}
-        new = json.loads(text)  # what a reader will get back: tuples as lists, and so on
-
-        def record(db: _Backend) -> bool:
-            rows = db.query(_SELECT_CURRENT + db.for_update, params)
-            old = json.loads(rows[0][0]) if rows else None
-            if old is not None and canonical(old) == canonical(new):
-                db.execute(_TOUCH_CAPS, params)
-                return False
-            db.execute(_UPSERT_CAPS, {**params, "capabilities": text})
-            diff = diff_capabilities(old, new)
-            db.execute(_INSERT_CHANGE, {**params, "diff": json.dumps(diff, default=str)})
-            # Pruning is a statement of its own: do it every prune_every changes of a host
-            # (and on its first), so the history holds at most history_keep + prune_every.
-            count = self._changes_since_prune.get(key, 0)
-            if self.history_keep > 0 and count % max(1, self.prune_every) == 0:
-                db.execute(_PRUNE_CHANGES, {**params, "keep": self.history_keep})
-            return True
-
-        changed = self._run(True, record)
-        if changed:
-            self._changes_since_prune[key] = self._changes_since_prune.get(key, 0) + 1
-        return changed
+        return self.record_many([(service, host, capabilities, received_at)]) == 1
 
     def record_many(self, updates: Sequence[tuple[str, str, Any, float]]) -> int:
         """Keep many (service, host, capabilities, received_at) updates, in order, in one
         transaction; the number that changed something. What a collector under load writes:
-        one read of the current rows per BATCH_LOOKUP hosts, then one statement per kind."""
+        one read of the current rows per BATCH_LOOKUP hosts, then one statement per kind.
+
+        Capabilities are kept as canonical JSON (sorted keys, compact), so an update is
+        compared with what is stored as text, and decoded only when it changed; a history row
+        is written only when the diff is not empty.
+        """
         prepared = []
         for service, host, capabilities, received_at in updates:
             if not service or not host:
                 raise BadInputError("a capability record needs a service and a host")
             items = capabilities if isinstance(capabilities, list) else [capabilities]
-            text = json.dumps(items, default=str)
-            # What arrived over the wire is JSON already: no round trip to normalise it.
-            prepared.append((str(service), str(host), text, float(received_at), items))
+            prepared.append((str(service), str(host), canonical(items), float(received_at), items))
         if not prepared:
             return 0
 
         def record(db: _Backend) -> tuple[int, list[tuple[str, str]]]:
-            keys = list(dict.fromkeys((service, host) for service, host, *_ in prepared))
-            current: dict[tuple[str, str], str] = {}
-            hosts = list(dict.fromkeys(host for _, host in keys))
-            wanted = set(keys)
-            for start in range(0, len(hosts), BATCH_LOOKUP):
-                chunk = hosts[start : start + BATCH_LOOKUP]
-                names = ", ".join(f":h{i}" for i in range(len(chunk)))
-                sql = (
-                    f"SELECT service, host, capabilities FROM {_CAPS} WHERE host IN ({names})"
-                    + db.for_update
-                )
-                for service, host, text in db.query(sql, {f"h{i}": h for i, h in enumerate(chunk)}):
-                    if (service, host) in wanted:
-                        current[(service, host)] = canonical(json.loads(text))
+            current = self._current_texts(db, {(service, host) for service, host, *_ in prepared})
+            decoded: dict[tuple[str, str], Any] = {}
             final: dict[tuple[str, str], dict[str, Any]] = {}
             changes = []
             changed_keys: list[tuple[str, str]] = []
             for service, host, text, received_at, new in prepared:
                 key = (service, host)
-                shown = canonical(new)
-                state = final.setdefault(
-                    key, {"service": service, "host": host, "changed_at": None}
-                )
+                state = final.get(key)
+                if state is None:
+                    state = final[key] = {"service": service, "host": host, "changed_at": None}
                 state["received_at"] = received_at
-                old_shown = current.get(key)
-                if old_shown == shown:
+                old_text = current.get(key)
+                if old_text == text:
                     continue
-                old = None if old_shown is None else json.loads(old_shown)
+                current[key] = text
+                state.update(capabilities=text, changed_at=received_at)
+                old = decoded.get(key)
+                if old is None and old_text is not None:
+                    old = json.loads(old_text)
+                decoded[key] = new
                 diff = diff_capabilities(old, new)
+                if old_text is not None and not any(diff.values()):
+                    continue  # the same values, written before as other JSON: no change
                 changed_keys.append(key)
                 changes.append(
                     {
                         "service": service,
                         "host": host,
                         "received_at": received_at,
-                        "diff": json.dumps(diff, default=str),
-                    }  # fmt: skip
+                        "diff": diff_text(diff),
+                    }
                 )
-                current[key] = shown
-                state.update(capabilities=text, changed_at=received_at)
             upserts = [s for s in final.values() if s["changed_at"] is not None]
             touches = [
                 {"service": s["service"], "host": s["host"], "received_at": s["received_at"]}
@@ -283,19 +256,39 @@ class CapabilityStore:
             db.execute_many(_UPSERT_CAPS_FINAL, upserts)
             db.execute_many(_TOUCH_CAPS, touches)
             db.execute_many(_INSERT_CHANGE, changes)
-            prune = []
-            for key in dict.fromkeys(changed_keys):
-                count = self._changes_since_prune.get(key, 0)
-                if self.history_keep > 0 and count % max(1, self.prune_every) == 0:
-                    prune.append({"service": key[0], "host": key[1], "keep": self.history_keep})
-            for params in prune:
-                db.execute(_PRUNE_CHANGES, params)
+            if self.history_keep > 0:
+                every = max(1, self.prune_every)
+                db.execute_many(
+                    _PRUNE_CHANGES,
+                    [
+                        {"service": key[0], "host": key[1], "keep": self.history_keep}
+                        for key in dict.fromkeys(changed_keys)
+                        if self._changes_since_prune.get(key, 0) % every == 0
+                    ],
+                )
             return len(changes), changed_keys
 
         changed, changed_keys = self._run(True, record)
         for key in changed_keys:
             self._changes_since_prune[key] = self._changes_since_prune.get(key, 0) + 1
         return changed
+
+    @staticmethod
+    def _current_texts(db: _Backend, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The stored capabilities (JSON text) of these (service, host), read for update."""
+        current: dict[tuple[str, str], str] = {}
+        hosts = sorted({host for _, host in keys})
+        for start in range(0, len(hosts), BATCH_LOOKUP):
+            chunk = hosts[start : start + BATCH_LOOKUP]
+            names = ", ".join(f":h{i}" for i in range(len(chunk)))
+            sql = (
+                f"SELECT service, host, capabilities FROM {_CAPS} WHERE host IN ({names})"
+                + db.for_update
+            )
+            for service, host, text in db.query(sql, {f"h{i}": h for i, h in enumerate(chunk)}):
+                if (service, host) in keys:
+                    current[(service, host)] = text
+        return current
 
     def prune_history(self, older_than: float, now: float | None = None) -> None:
         """Drop the history rows that arrived more than ``older_than`` seconds ago."""
@@ -331,7 +324,7 @@ class CapabilityStore:
         )
         rows = self._run(False, lambda db: db.query(sql, {**params, "limit": int(limit)}))
         return [
-            Change(service_, host_, float(received), json.loads(diff))
+            Change(service_, host_, float(received), diff_from_text(diff))
             for service_, host_, received, diff in reversed(rows)
         ]
 
