@@ -22,6 +22,7 @@ __all__ = [
     "capability_columns",
     "capability_rows",
     "diff_capabilities",
+    "diff_flat",
     "diff_from_text",
     "diff_text",
     "flatten",
@@ -111,9 +112,15 @@ def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
     return flat
 
 
+# Built once: json.dumps builds an encoder per call when given options, and these run for every
+# update the collector takes.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def canonical(value: Any) -> str:
     # Compared as canonical JSON, not with ==: 1 == True == 1.0 in Python, not to an operator.
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL(value)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -132,8 +139,11 @@ def same_value(a: Any, b: Any) -> bool:
 
 def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str, dict[str, Any]]:
     """What changed from ``old`` to ``new``, on flattened keys (``old`` None: all added)."""
-    before = flatten_capabilities(old or [])
-    after = flatten_capabilities(new)
+    return diff_flat(flatten_capabilities(old or []), flatten_capabilities(new))
+
+
+def diff_flat(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """diff_capabilities on capabilities already flattened."""
     added = {key: value for key, value in after.items() if key not in before}
     removed = {key: value for key, value in before.items() if key not in after}
     changed = {
@@ -151,7 +161,7 @@ def diff_text(diff: Mapping[str, Mapping[str, Any]]) -> str:
     """A diff as stored: compact JSON without its empty sections (most changes touch one or
     two keys, and a history row is mostly its diff)."""
     kept = {section: diff[section] for section in _DIFF_SECTIONS if diff.get(section)}
-    return json.dumps(kept, separators=(",", ":"), default=str)
+    return _COMPACT(kept)
 
 
 def diff_from_text(text: str) -> dict[str, dict[str, Any]]:

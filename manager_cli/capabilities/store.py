@@ -51,9 +51,10 @@ from .records import (
     CapabilityRecord,
     Change,
     canonical,
-    diff_capabilities,
+    diff_flat,
     diff_from_text,
     diff_text,
+    flatten_capabilities,
 )
 
 __all__ = [
@@ -216,7 +217,7 @@ class CapabilityStore:
 
         def record(db: _Backend) -> tuple[int, list[tuple[str, str]]]:
             current = self._current_texts(db, {(service, host) for service, host, *_ in prepared})
-            decoded: dict[tuple[str, str], Any] = {}
+            flats: dict[tuple[str, str], dict[str, Any]] = {}
             final: dict[tuple[str, str], dict[str, Any]] = {}
             changes = []
             changed_keys: list[tuple[str, str]] = []
@@ -231,11 +232,12 @@ class CapabilityStore:
                     continue
                 current[key] = text
                 state.update(capabilities=text, changed_at=received_at)
-                old = decoded.get(key)
-                if old is None and old_text is not None:
-                    old = json.loads(old_text)
-                decoded[key] = new
-                diff = diff_capabilities(old, new)
+                # The previous update of a host in this batch is flattened already.
+                before = flats.get(key)
+                if before is None:
+                    before = {} if old_text is None else flatten_capabilities(json.loads(old_text))
+                after = flats[key] = flatten_capabilities(new)
+                diff = diff_flat(before, after)
                 if old_text is not None and not any(diff.values()):
                     continue  # the same values, written before as other JSON: no change
                 changed_keys.append(key)
