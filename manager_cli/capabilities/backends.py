@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from ..redact import mask_url_passwords
 
 BUSY_TIMEOUT_S = 10.0
-SCHEMA_VERSION = 1
+# 2: managerctl_capabilities.flat, the flattened capabilities (what a table shows).
+SCHEMA_VERSION = 2
 
 # ---------------------------------------------------------------------------
 # SQL, written once for SQLite and PostgreSQL (``:name`` parameters work with both sqlite3 and
@@ -37,6 +38,7 @@ def _schema(serial_key: str) -> list[str]:
             capabilities TEXT NOT NULL,
             received_at DOUBLE PRECISION NOT NULL,
             changed_at DOUBLE PRECISION NOT NULL,
+            flat TEXT,
             PRIMARY KEY (service, host))""",
         f"""CREATE TABLE IF NOT EXISTS {_CHANGES} (
             id {serial_key},
@@ -59,6 +61,9 @@ def _schema(serial_key: str) -> list[str]:
 _TOUCH_CAPS = (
     f"UPDATE {_CAPS} SET received_at = :received_at WHERE service = :service AND host = :host"
 )
+_REWRITE_CAPS = f"""
+    UPDATE {_CAPS} SET capabilities = :capabilities, received_at = :received_at
+    WHERE service = :service AND host = :host"""
 _INSERT_CHANGE = f"""
     INSERT INTO {_CHANGES} (service, host, received_at, diff)
     VALUES (:service, :host, :received_at, :diff)"""
@@ -70,12 +75,16 @@ _PRUNE_CHANGES = f"""
 # A batch's final state of a (service, host): its last capabilities, when they last arrived
 # and when they last changed.
 _UPSERT_CAPS_FINAL = f"""
-    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at)
-    VALUES (:service, :host, :capabilities, :received_at, :changed_at)
+    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at, flat)
+    VALUES (:service, :host, :capabilities, :received_at, :changed_at, :flat)
     ON CONFLICT (service, host) DO UPDATE SET
         capabilities = excluded.capabilities,
         received_at = excluded.received_at,
-        changed_at = excluded.changed_at"""
+        changed_at = excluded.changed_at,
+        flat = excluded.flat"""
+# Schema 1 to 2: the flattened capabilities (NULL until a host's next change: flattened when
+# read meanwhile).
+_MIGRATIONS = {2: [f"ALTER TABLE {_CAPS} ADD COLUMN flat TEXT"]}
 _DELETE_OLD_CHANGES = f"DELETE FROM {_CHANGES} WHERE received_at < :before"
 _DELETE_SERVICE = f"DELETE FROM {_SERVICES} WHERE service = :service AND host = :host"
 _DELETE_CAPS = f"DELETE FROM {_CAPS} WHERE service = :service AND host = :host"

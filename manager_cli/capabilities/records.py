@@ -18,7 +18,9 @@ __all__ = [
     "SHADOW_PREFIX",
     "CapabilityRecord",
     "Change",
+    "FlatRecord",
     "canonical",
+    "compact_json",
     "capability_columns",
     "capability_rows",
     "diff_capabilities",
@@ -58,6 +60,26 @@ class CapabilityRecord:
     host: str
     capabilities: list[Any]
     received_at: float
+
+    @property
+    def flat(self) -> dict[str, Any]:
+        """The capabilities as dotted keys (flatten_capabilities)."""
+        return flatten_capabilities(self.capabilities)
+
+
+@dataclass(frozen=True)
+class FlatRecord:
+    """A CapabilityRecord with its capabilities already flattened, as a table shows them (the
+    store keeps them so: a big store's view need not flatten each host again)."""
+
+    service: str
+    host: str
+    flat: dict[str, Any]
+    received_at: float
+
+    @classmethod
+    def of(cls, record: CapabilityRecord) -> FlatRecord:
+        return cls(record.service, record.host, record.flat, record.received_at)
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,11 @@ def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
 # update the collector takes.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 _COMPACT = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, keys in their order (what the store keeps)."""
+    return _COMPACT(value)
 
 
 def canonical(value: Any) -> str:
@@ -200,8 +227,25 @@ def _pooled_key(flat: Mapping[str, Any]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+class _SecondStamps:
+    """iso_time, remembered per second: a big store's records arrived within a few minutes of
+    each other, and formatting a datetime per row costs more than the rest of the row."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, str] = {}
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        if timestamp < 0 or timestamp - second > 0.999999:  # rounding may reach the next second
+            return iso_time(timestamp)
+        stamp = self._seen.get(second)
+        if stamp is None:
+            stamp = self._seen[second] = iso_time(second)
+        return stamp
+
+
 def capability_rows(
-    records: Iterable[CapabilityRecord], now: float, stale_after: float
+    records: Iterable[CapabilityRecord | FlatRecord], now: float, stale_after: float
 ) -> list[dict[str, Any]]:
     """One row per (service, host): the fixed columns, then each capability key as a column.
 
@@ -213,16 +257,20 @@ def capability_rows(
     (``pools.total_capacity_gb``), the record's other keys repeated on each row.
     """
     rows = []
+    stamp_of = _SecondStamps()
     for record in records:
-        age = max(0.0, now - record.received_at)
+        received = record.received_at
+        age = now - received
+        if age < 0.0:
+            age = 0.0
         row: dict[str, Any] = {
             "service": record.service,
             "host": record.host,
             "state": "stale" if age > stale_after else "fresh",
             "age_s": round(age, 1),
-            "received_at": iso_time(record.received_at),
+            "received_at": stamp_of(received),
         }
-        flat = flatten_capabilities(record.capabilities)
+        flat = record.flat
         pooled = _pooled_key(flat)
         if pooled is None and _FIXED.isdisjoint(flat):
             # The common case, in one C-level update (100,000 hosts: seconds saved).

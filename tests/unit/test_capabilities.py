@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from manager_cli.capabilities import (
     store_url_from,
 )
 from manager_cli.capabilities.collector import CapabilityIntake
+from manager_cli.capabilities.records import FlatRecord
 from manager_cli.config import load_settings
 from manager_cli.errors import BadInputError, ConfigError, UnavailableError
 from manager_cli.rpc import wire
@@ -933,3 +935,55 @@ def test_cli_services_delete_and_prune(tmp_path: Path) -> None:
         assert store.latest() == []
     missing = run("services", "delete", "nohost", store_url=url)
     assert missing.returncode == 2 and "no service on 'nohost'" in missing.stderr
+
+
+def test_latest_flat_is_latest_flattened(store) -> None:
+    """What the big table reads (flattened as stored) is what flattening latest() gives."""
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"5m": 0.2, "1m": 0.5}}], 1.0)
+    store.record_capabilities("volume", "v1@b", [CINDER_ARGS["capabilities"]], 2.0)
+    store.record_capabilities("compute", "c1", [{"vcpus": 4}, {"vcpus": 8}], 3.0)
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 8, "load": {"5m": 0.2, "1m": 0.5}}], 4.0)
+    flat = store.latest_flat()
+    assert flat == [FlatRecord.of(record) for record in store.latest()]
+    assert flat[1].flat == {"cpu": 8, "load.1m": 0.5, "load.5m": 0.2}
+    assert [r.host for r in store.latest_flat(service="hostinfo")] == ["h1"]
+
+
+def test_a_schema_1_store_is_migrated_and_its_rows_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(str(path))
+    old.executescript(
+        """
+        CREATE TABLE managerctl_schema (version INTEGER NOT NULL);
+        INSERT INTO managerctl_schema VALUES (1);
+        CREATE TABLE managerctl_capabilities (service TEXT NOT NULL, host TEXT NOT NULL,
+            capabilities TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (service, host));
+        CREATE TABLE managerctl_capability_changes (id INTEGER PRIMARY KEY,
+            service TEXT NOT NULL, host TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+            diff TEXT NOT NULL);
+        CREATE TABLE managerctl_services (service TEXT NOT NULL, host TEXT NOT NULL,
+            topic TEXT, record TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (service, host));
+        INSERT INTO managerctl_capabilities VALUES
+            ('hostinfo', 'h1', '[{"load": {"1m": 0.5}, "cpu": 4}]', 10.0, 10.0);
+        INSERT INTO managerctl_capability_changes (service, host, received_at, diff) VALUES
+            ('hostinfo', 'h1', 10.0,
+             '{"added": {"load.1m": 0.5, "cpu": 4}, "removed": {}, "changed": {}}');
+        """
+    )
+    old.commit()
+    old.close()
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.latest_flat()[0].flat == {"load.1m": 0.5, "cpu": 4}
+        # The same values in another order are no change; a change is diffed from the old text.
+        assert not store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"1m": 0.5}}])
+        assert not store.record_capabilities("hostinfo", "h1", {"cpu": 4, "load": {"1m": 0.5}})
+        assert store.record_capabilities("hostinfo", "h1", [{"cpu": 8, "load": {"1m": 0.5}}], 30)
+        assert [c.diff for c in store.history("h1")] == [
+            {"added": {"load.1m": 0.5, "cpu": 4}, "removed": {}, "changed": {}},
+            {"added": {}, "removed": {}, "changed": {"cpu": {"old": 4, "new": 8}}},
+        ]
+        assert store.latest_flat()[0].flat == {"cpu": 8, "load.1m": 0.5}
+    version = sqlite3.connect(str(path)).execute("SELECT version FROM managerctl_schema")
+    assert version.fetchone()[0] == 2
