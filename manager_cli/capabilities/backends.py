@@ -16,6 +16,11 @@ from ..errors import ConfigError
 from ..redact import mask_url_passwords
 
 BUSY_TIMEOUT_S = 10.0
+# SQLite: the WAL file is cut back to this many bytes after each checkpoint.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+# A file without incremental auto_vacuum is VACUUMed once more than this share of it is free.
+VACUUM_FREE_SHARE = 0.25
 # 2: managerctl_capabilities.flat, the flattened capabilities (what a table shows).
 SCHEMA_VERSION = 2
 
@@ -135,6 +140,10 @@ class _Backend:
         for params in rows:
             self.execute(sql, params)
 
+    def reclaim(self) -> None:
+        """Give the space of deleted rows back to the file system, where the database leaves
+        that to the caller (PostgreSQL's autovacuum does it by itself)."""
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -165,6 +174,9 @@ class _SQLiteBackend(_Backend):
                 str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            # Before the first table (a new file): pages freed by pruning can be given back to
+            # the file system (reclaim), so the file shrinks with its history.
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise ConfigError(
@@ -174,6 +186,9 @@ class _SQLiteBackend(_Backend):
             # In WAL mode NORMAL loses at most the last transactions on power loss, never
             # consistency: right for data that is re-published every minute.
             self._conn.execute("PRAGMA synchronous = NORMAL")
+            # The WAL file is truncated back to this after a checkpoint (it would otherwise keep
+            # the size of the largest batch ever written).
+            self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the capabilities store {path}: {exc}",
@@ -210,6 +225,23 @@ class _SQLiteBackend(_Backend):
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._conn.executemany(sql, rows)
+
+    def reclaim(self) -> None:
+        with self._lock:
+            conn = self._conn
+            mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            if mode == SQLITE_INCREMENTAL_VACUUM:
+                # It frees one page a step, and sqlite3's execute steps a pragma once:
+                # executescript runs it to the end.
+                conn.executescript("PRAGMA incremental_vacuum;")
+            elif pages and free > pages * VACUUM_FREE_SHARE:
+                # A file made before auto_vacuum (or by another tool): one VACUUM, which also
+                # turns incremental auto_vacuum on for good.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def schema_missing(self) -> bool:
         row = self._conn.execute(

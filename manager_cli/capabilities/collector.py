@@ -52,7 +52,7 @@ from ..errors import BadInputError, ManagerCtlError
 from ..manager import MANAGERCTL_TOPIC, SCHEDULER_TOPIC, Manager
 from ..periodic import periodic_task
 from .families import PublishTarget, publish_targets
-from .store import CapabilityStore, open_store, store_url_from
+from .store import DEFAULT_HISTORY_KEEP, CapabilityStore, open_store, store_url_from
 
 LOG = logging.getLogger(__name__)
 
@@ -252,7 +252,11 @@ class CollectorManager(Manager):
                 if self._store is None:
                     self._store = open_store(
                         self.store_url,
-                        history_keep=int(getattr(self.settings, "capabilities_history_keep", 240)),
+                        history_keep=int(
+                            getattr(
+                                self.settings, "capabilities_history_keep", DEFAULT_HISTORY_KEEP
+                            )
+                        ),
                     )
         return self._store
 
@@ -310,6 +314,7 @@ class CollectorManager(Manager):
         if prune_after > 0:
             for gone in self.store.prune_services(prune_after):
                 LOG.info("forgot %s on %s (no heartbeat for %gs)", *gone, prune_after)
+        self.store.reclaim()
 
     # RPC methods -------------------------------------------------------------------------
 

@@ -70,10 +70,11 @@ __all__ = [
 ]
 
 STORE_ENV = "MANAGERCTL_CAPABILITIES_STORE"
-# History rows kept per (service, host): a publisher whose load changes every minute keeps its
-# last 4 hours. bench_capabilities.py's retention run: about 46 kB a host on SQLite, so 10,000
-# such hosts stay near 460 MB; DEFAULT_HISTORY_MAX_AGE drops whatever is older than a day.
-DEFAULT_HISTORY_KEEP = 240
+# History rows kept per (service, host): what changed lately, whatever the host. A publisher
+# whose load changes every minute keeps its last hour, one that changes seldom its last 60
+# changes (up to DEFAULT_HISTORY_MAX_AGE). bench_capabilities.py's day: 10,000 hosts, every
+# publication a change, stay under 100 MB on SQLite; a store of hosts that change less, less.
+DEFAULT_HISTORY_KEEP = 60
 # History older than this (seconds) is pruned by the collector, whatever the count: one day.
 DEFAULT_HISTORY_MAX_AGE = 86400.0
 # Hosts whose current rows one batch reads per query (well under SQLite's parameter limit).
@@ -124,8 +125,8 @@ class CapabilityStore:
         # older store it cannot migrate does without).
         self._has_flat = True
         self._changes_since_prune: dict[tuple[str, str], int] = {}
-        # At most a quarter of history_keep past it, so a small keep stays small.
-        self.prune_every = max(1, min(PRUNE_EVERY, history_keep // 4))
+        # At most a tenth of history_keep past it, so the cap is what bounds the store.
+        self.prune_every = max(1, min(PRUNE_EVERY, history_keep // 10))
 
     @property
     def description(self) -> str:
@@ -331,6 +332,12 @@ class CapabilityStore:
         """Drop the history rows that arrived more than ``older_than`` seconds ago."""
         before = (time.time() if now is None else now) - float(older_than)
         self._run(True, lambda db: db.execute(_DELETE_OLD_CHANGES, {"before": before}))
+
+    def reclaim(self) -> None:
+        """Give the space of pruned rows back to the file system (SQLite: incremental vacuum
+        and a WAL checkpoint; PostgreSQL: its autovacuum does it)."""
+        with self._mapped_errors():
+            self._backend.reclaim()
 
     def latest(self, service: str | None = None, host: str | None = None) -> list[CapabilityRecord]:
         """The last capabilities of every (service, host), optionally filtered, sorted."""
