@@ -11,36 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
+from rigs.cli import Served, clean_env, wait_for
 
 from manager_cli.capabilities import open_store
 from manager_cli.rpc import wire
 
-MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 UPDATES = 300
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:g}s: {what}")
-        time.sleep(0.2)
 
 
 def publish(connection: Any, topic: str, prefix: str, count: int) -> set[str]:
@@ -91,24 +76,16 @@ def collector(rabbitmq: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     url = f"sqlite:///{path}"
     open_store(url).close()  # the schema exists before the test locks the file
     before = {q["name"] for q in rabbitmq.list_queues()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
-    env.update(
+    env = clean_env(
         MANAGERCTL_TRANSPORT_URL=rabbitmq.url,
         MANAGERCTL_CAPABILITIES_STORE=url,
         MANAGERCTL_SCHEDULER_TOPIC=topic,
         MANAGERCTL_COLLECTOR_TOPICS="",
-        MANAGERCTL_PERIODIC_FUZZY_DELAY="0",
     )
-    log = tmp_path / "collector.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [MANAGERCTL, "serve", "collector", "--host", f"acks-collector-{tag}"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    served = Served(
+        ["serve", "collector", "--host", f"acks-collector-{tag}"], tmp_path / "collector.log", env
+    )
+    proc = served.proc
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", rabbitmq.port))
     state: dict[str, Any] = {"proc": proc, "topic": topic, "path": path, "url": url}
     try:
@@ -119,20 +96,16 @@ def collector(rabbitmq: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
                     return queue
             return None
 
-        state["queue"] = wait_for(fanout_queue, "the collector consumes its fanout queue")["name"]
+        state["queue"] = wait_for(fanout_queue, 60, what="the collector consumes its fanout")[
+            "name"
+        ]
         state["stats"] = lambda: next(
             q for q in queue_stats(rabbitmq) if q["name"] == state["queue"]
         )
         state["connection"] = connection
         yield state
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        served.stop(timeout=30)
         # What a killed collector leaves: its own queues (none of them shared).
         for name in {q["name"] for q in rabbitmq.list_queues()} - before:
             if name.startswith((f"{topic}_fanout_", "managerctl")):
@@ -142,11 +115,25 @@ def collector(rabbitmq: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
                 with contextlib.suppress(pika.exceptions.AMQPError):
                     channel.close()
         connection.close()
-        print(log.read_text(errors="replace")[-3000:])
+        print(served.log()[-3000:])
 
 
 def queue_stats(rabbitmq: Any) -> list[dict[str, Any]]:
     return rabbitmq.list_queues(("name", "consumers", "messages_ready", "messages_unacknowledged"))
+
+
+@contextlib.contextmanager
+def held_batch(collector: dict, prefix: str) -> Iterator[set[str]]:
+    """UPDATES published while the store is locked, once the collector holds them all
+    (delivered, unacknowledged); the hosts published."""
+    with store_locked(collector["path"]):
+        hosts = publish(collector["connection"], collector["topic"], prefix, UPDATES)
+        wait_for(
+            lambda: collector["stats"]()["messages_unacknowledged"] == UPDATES,
+            60,
+            what="the collector holds the batch",
+        )
+        yield hosts
 
 
 def test_nothing_acknowledged_is_lost_and_the_rest_comes_back(collector: dict) -> None:
@@ -155,27 +142,23 @@ def test_nothing_acknowledged_is_lost_and_the_rest_comes_back(collector: dict) -
 
     # Written, then acknowledged.
     first = publish(connection, topic, "a", UPDATES)
-    wait_for(lambda: stored_hosts(url) >= first, "the first batch is stored")
-    wait_for(lambda: stats()["messages_unacknowledged"] == 0, "the first batch is acked")
+    wait_for(lambda: stored_hosts(url) >= first, 60, what="the first batch is stored")
+    wait_for(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the first batch is acked")
 
     # The store refuses: delivered, but not acknowledged while it cannot be written; written
     # and acknowledged once the store is back.
-    with store_locked(collector["path"]):
-        second = publish(connection, topic, "b", UPDATES)
-        wait_for(lambda: stats()["messages_unacknowledged"] == UPDATES, "the batch is held")
+    with held_batch(collector, "b") as second:
         time.sleep(1.0)  # several turns of the intake's loop
         assert stats()["messages_unacknowledged"] == UPDATES
-    wait_for(lambda: stored_hosts(url) >= second, "the held batch is stored")
-    wait_for(lambda: stats()["messages_unacknowledged"] == 0, "the held batch is acked")
+    wait_for(lambda: stored_hosts(url) >= second, 60, what="the held batch is stored")
+    wait_for(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the held batch is acked")
 
     # Killed while it cannot write: nothing it acknowledged is lost, the rest is queued again.
-    with store_locked(collector["path"]):
-        third = publish(connection, topic, "c", UPDATES)
-        wait_for(lambda: stats()["messages_unacknowledged"] == UPDATES, "the batch is held")
+    with held_batch(collector, "c") as third:
         collector["proc"].kill()
         collector["proc"].wait(timeout=30)
     assert stored_hosts(url) == first | second
-    wait_for(lambda: stats()["messages_ready"] == UPDATES, "the broker requeues the batch")
+    wait_for(lambda: stats()["messages_ready"] == UPDATES, 60, what="the broker requeues the batch")
     channel = connection.channel()
     again = set()
     while True:
