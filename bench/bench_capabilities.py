@@ -183,7 +183,7 @@ def bench_day(url: str, hosts: int, full_day: bool) -> None:
     day = 24 * 60
     with open_store(url) as store:
         cap = store.history_keep + store.prune_every
-        rounds = day if full_day or store.history_keep <= 0 else min(day, 2 * cap + 20)
+        rounds = day if full_day or store.history_keep <= 0 else min(day, cap + 30)
         print(
             f"{hosts} hosts, a change every 60 s, keep {DEFAULT_HISTORY_KEEP} changes a host "
             f"and {DEFAULT_HISTORY_MAX_AGE / 3600:g} h (SQLite); {rounds} rounds"
