@@ -16,6 +16,7 @@ process a store object may be shared between threads: its operations are seriali
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -295,15 +296,16 @@ class CapabilityStore:
             db.execute_many(_TOUCH_CAPS, [{k: s[k] for k in _TOUCH_KEYS} for s in touches])
             db.execute_many(_INSERT_CHANGE, changes)
             if self.history_keep > 0:
+                # A host's history is pruned on its first change and then every prune_every
+                # changes: when this batch's changes of it (it may hold several) number one
+                # that is a multiple of prune_every.
                 every = max(1, self.prune_every)
-                db.execute_many(
-                    _PRUNE_CHANGES,
-                    [
-                        {"service": key[0], "host": key[1], "keep": self.history_keep}
-                        for key in dict.fromkeys(changed_keys)
-                        if self._changes_since_prune.get(key, 0) % every == 0
-                    ],
-                )
+                prune = []
+                for key, count in collections.Counter(changed_keys).items():
+                    done = self._changes_since_prune.get(key, 0)
+                    if -(-done // every) * every < done + count:
+                        prune.append({"service": key[0], "host": key[1], "keep": self.history_keep})
+                db.execute_many(_PRUNE_CHANGES, prune)
             return len(changes), changed_keys
 
         changed, changed_keys = self._run(True, record)

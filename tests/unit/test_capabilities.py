@@ -1014,3 +1014,16 @@ def test_pruning_gives_the_space_back(tmp_path: Path, made_before_auto_vacuum: b
         store.reclaim()
         assert _file_bytes(path) < full / 3
         assert len(store.latest()) == 200  # the last capabilities stay
+
+
+def test_history_stays_within_its_cap_when_a_batch_holds_many_changes_of_a_host(
+    store_url: str,
+) -> None:
+    with open_store(store_url, history_keep=10) as store:
+        store.prune_every = 3
+        for batch in range(12):
+            store.record_many(
+                [("hostinfo", "h1", [{"n": batch * 4 + n}], float(batch * 4 + n)) for n in range(4)]
+            )
+            assert len(store.history("h1", limit=1000)) <= 10 + 3 + 4
+        assert len(store.history("h1", limit=1000)) <= 10 + 3
