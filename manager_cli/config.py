@@ -176,7 +176,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "capabilities_history_keep",
         "int",
-        240,
+        60,
         "Changes of history the store keeps per (service, host); 0 keeps every one.",
     ),
     OptionSpec(

@@ -16,7 +16,13 @@ from ..errors import ConfigError
 from ..redact import mask_url_passwords
 
 BUSY_TIMEOUT_S = 10.0
-SCHEMA_VERSION = 1
+# SQLite: the WAL file is cut back to this many bytes after each checkpoint.
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
+SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+# A file without incremental auto_vacuum is VACUUMed once more than this share of it is free.
+VACUUM_FREE_SHARE = 0.25
+# 2: managerctl_capabilities.flat, the flattened capabilities (what a table shows).
+SCHEMA_VERSION = 2
 
 # ---------------------------------------------------------------------------
 # SQL, written once for SQLite and PostgreSQL (``:name`` parameters work with both sqlite3 and
@@ -37,6 +43,7 @@ def _schema(serial_key: str) -> list[str]:
             capabilities TEXT NOT NULL,
             received_at DOUBLE PRECISION NOT NULL,
             changed_at DOUBLE PRECISION NOT NULL,
+            flat TEXT,
             PRIMARY KEY (service, host))""",
         f"""CREATE TABLE IF NOT EXISTS {_CHANGES} (
             id {serial_key},
@@ -56,17 +63,12 @@ def _schema(serial_key: str) -> list[str]:
     ]
 
 
-_SELECT_CURRENT = f"SELECT capabilities FROM {_CAPS} WHERE service = :service AND host = :host"
-_UPSERT_CAPS = f"""
-    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at)
-    VALUES (:service, :host, :capabilities, :received_at, :received_at)
-    ON CONFLICT (service, host) DO UPDATE SET
-        capabilities = excluded.capabilities,
-        received_at = excluded.received_at,
-        changed_at = excluded.changed_at"""
 _TOUCH_CAPS = (
     f"UPDATE {_CAPS} SET received_at = :received_at WHERE service = :service AND host = :host"
 )
+_REWRITE_CAPS = f"""
+    UPDATE {_CAPS} SET capabilities = :capabilities, received_at = :received_at
+    WHERE service = :service AND host = :host"""
 _INSERT_CHANGE = f"""
     INSERT INTO {_CHANGES} (service, host, received_at, diff)
     VALUES (:service, :host, :received_at, :diff)"""
@@ -78,12 +80,16 @@ _PRUNE_CHANGES = f"""
 # A batch's final state of a (service, host): its last capabilities, when they last arrived
 # and when they last changed.
 _UPSERT_CAPS_FINAL = f"""
-    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at)
-    VALUES (:service, :host, :capabilities, :received_at, :changed_at)
+    INSERT INTO {_CAPS} (service, host, capabilities, received_at, changed_at, flat)
+    VALUES (:service, :host, :capabilities, :received_at, :changed_at, :flat)
     ON CONFLICT (service, host) DO UPDATE SET
         capabilities = excluded.capabilities,
         received_at = excluded.received_at,
-        changed_at = excluded.changed_at"""
+        changed_at = excluded.changed_at,
+        flat = excluded.flat"""
+# Schema 1 to 2: the flattened capabilities (NULL until a host's next change: flattened when
+# read meanwhile).
+_MIGRATIONS = {2: [f"ALTER TABLE {_CAPS} ADD COLUMN flat TEXT"]}
 _DELETE_OLD_CHANGES = f"DELETE FROM {_CHANGES} WHERE received_at < :before"
 _DELETE_SERVICE = f"DELETE FROM {_SERVICES} WHERE service = :service AND host = :host"
 _DELETE_CAPS = f"DELETE FROM {_CAPS} WHERE service = :service AND host = :host"
@@ -134,6 +140,10 @@ class _Backend:
         for params in rows:
             self.execute(sql, params)
 
+    def reclaim(self) -> None:
+        """Give the space of deleted rows back to the file system, where the database leaves
+        that to the caller (PostgreSQL's autovacuum does it by itself)."""
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -164,6 +174,9 @@ class _SQLiteBackend(_Backend):
                 str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            # Before the first table (a new file): pages freed by pruning can be given back to
+            # the file system (reclaim), so the file shrinks with its history.
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise ConfigError(
@@ -173,6 +186,9 @@ class _SQLiteBackend(_Backend):
             # In WAL mode NORMAL loses at most the last transactions on power loss, never
             # consistency: right for data that is re-published every minute.
             self._conn.execute("PRAGMA synchronous = NORMAL")
+            # The WAL file is truncated back to this after a checkpoint (it would otherwise keep
+            # the size of the largest batch ever written).
+            self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the capabilities store {path}: {exc}",
@@ -209,6 +225,23 @@ class _SQLiteBackend(_Backend):
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._conn.executemany(sql, rows)
+
+    def reclaim(self) -> None:
+        with self._lock:
+            conn = self._conn
+            mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            if mode == SQLITE_INCREMENTAL_VACUUM:
+                # It frees one page a step, and sqlite3's execute steps a pragma once:
+                # executescript runs it to the end.
+                conn.executescript("PRAGMA incremental_vacuum;")
+            elif pages and free > pages * VACUUM_FREE_SHARE:
+                # A file made before auto_vacuum (or by another tool): one VACUUM, which also
+                # turns incremental auto_vacuum on for good.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def schema_missing(self) -> bool:
         row = self._conn.execute(

@@ -27,12 +27,13 @@ carries the same capabilities.
 The store comes from ``[DEFAULT] capabilities_store`` or ``$MANAGERCTL_CAPABILITIES_STORE``; the
 scheduler topic from ``[DEFAULT] scheduler_topic`` (``serve --scheduler-topic``).
 
-Writes are batched: the RPC workers hand updates and heartbeats to one writer thread, which
-writes whatever has queued (up to BATCH_MAX, waiting at most BATCH_WAIT for more) in one
-transaction. One transaction per update capped intake at a few hundred per second on
-PostgreSQL; a bounded queue makes the workers, and through prefetch the broker, hold the rest
-when the database is slower than the publishers. Requests are acknowledged before they run (as
-oslo does), so a crash loses at most the queued batch, as it would lose requests in flight.
+Writes are batched. What the fanout brings (the bulk: every publisher, every interval) is read
+by the intake (capabilities.intake), written a batch per transaction on the intake's thread,
+and acknowledged only once that transaction committed: a collector that dies loses nothing it
+acknowledged, and what it had not is delivered again. The collector's own RPC (heartbeats, an
+update cast to it directly) goes through one writer thread that writes whatever has queued (up
+to BATCH_MAX, waiting at most BATCH_WAIT for more) in one transaction; those requests are
+acknowledged before they run, as oslo does.
 History is kept bounded: per (service, host) by ``capabilities_history_keep``, and by age by
 ``capabilities_history_max_age`` (a periodic task); ``services_prune_after`` forgets services
 that stopped reporting.
@@ -51,7 +52,7 @@ from ..errors import BadInputError, ManagerCtlError
 from ..manager import MANAGERCTL_TOPIC, SCHEDULER_TOPIC, Manager
 from ..periodic import periodic_task
 from .families import PublishTarget, publish_targets
-from .store import CapabilityStore, open_store, store_url_from
+from .store import DEFAULT_HISTORY_KEEP, CapabilityStore, open_store, store_url_from
 
 LOG = logging.getLogger(__name__)
 
@@ -174,7 +175,9 @@ class CapabilityIntake:
         self._collector = collector
         self.scheduler_topic = scheduler_topic
 
-    def dispatch(self, request: Any) -> None:
+    def update_of(self, request: Any) -> tuple[str, str, Any] | None:
+        """(service, host, capabilities) of an update; None for any other method; BadInputError
+        for an update that lacks what the store needs."""
         if request.method != UPDATE_METHOD:
             LOG.debug(
                 "ignoring %s on %s's fanout (not a capabilities update)",
@@ -189,14 +192,28 @@ class CapabilityIntake:
                 f"an {UPDATE_METHOD} on {self.scheduler_topic}'s fanout lacks "
                 f"{', '.join(missing or ['capabilities'])}"
             )
-        self._collector.update_service_capabilities(
-            request.context,
-            args["service_name"],
-            args["host"],
-            args["capabilities"],
-            **{k: v for k, v in args.items() if k not in ("service_name", "host", "capabilities")},
-        )
-        return None
+        return str(args["service_name"]), str(args["host"]), args["capabilities"]
+
+    def dispatch(self, request: Any) -> None:
+        """One request, through the collector's batch writer (its RPC method's path)."""
+        update = self.update_of(request)
+        if update is not None:
+            self._collector.update_service_capabilities(request.context, *update)
+
+    def take(self, batch: list[tuple[Any, float]]) -> None:
+        """A batch the fanout intake read, written to the store in one transaction before this
+        returns (the intake acknowledges it then); a bad update is logged and left out."""
+        updates = []
+        for request, received_at in batch:
+            try:
+                update = self.update_of(request)
+            except BadInputError as exc:
+                LOG.info("ignoring a message on %s's fanout: %s", self.scheduler_topic, exc)
+                continue
+            if update is not None:
+                updates.append((*update, received_at))
+        if updates:
+            self._collector.store.record_many(updates)
 
 
 class CollectorManager(Manager):
@@ -234,7 +251,11 @@ class CollectorManager(Manager):
                 if self._store is None:
                     self._store = open_store(
                         self.store_url,
-                        history_keep=int(getattr(self.settings, "capabilities_history_keep", 240)),
+                        history_keep=int(
+                            getattr(
+                                self.settings, "capabilities_history_keep", DEFAULT_HISTORY_KEEP
+                            )
+                        ),
                     )
         return self._store
 
@@ -250,7 +271,7 @@ class CollectorManager(Manager):
         from .intake import FanoutIntake
 
         intake = CapabilityIntake(self, self.scheduler_topic)
-        return [FanoutIntake(self.settings, self.scheduler_topic, intake.dispatch)]
+        return [FanoutIntake(self.settings, self.scheduler_topic, intake.take)]
 
     def publish_targets(self) -> list[PublishTarget]:
         """Whom the start-up request goes to: the family's publishers, each at its version."""
@@ -292,6 +313,7 @@ class CollectorManager(Manager):
         if prune_after > 0:
             for gone in self.store.prune_services(prune_after):
                 LOG.info("forgot %s on %s (no heartbeat for %gs)", *gone, prune_after)
+        self.store.reclaim()
 
     # RPC methods -------------------------------------------------------------------------
 

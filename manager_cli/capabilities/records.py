@@ -18,15 +18,21 @@ __all__ = [
     "SHADOW_PREFIX",
     "CapabilityRecord",
     "Change",
+    "FlatRecord",
     "canonical",
+    "compact_json",
     "capability_columns",
     "capability_rows",
     "diff_capabilities",
+    "diff_flat",
+    "diff_from_text",
+    "diff_text",
     "flatten",
     "flatten_capabilities",
     "iso_time",
     "key_series",
     "pool_name",
+    "same_value",
 ]
 
 # A service publishes every 60 s by default (periodic spacing); three missed publications make
@@ -79,6 +85,26 @@ class CapabilityRecord:
     capabilities: list[Any]
     received_at: float
 
+    @property
+    def flat(self) -> dict[str, Any]:
+        """The capabilities as dotted keys (flatten_capabilities)."""
+        return flatten_capabilities(self.capabilities)
+
+
+@dataclass(frozen=True)
+class FlatRecord:
+    """A CapabilityRecord with its capabilities already flattened, as a table shows them (the
+    store keeps them so: a big store's view need not flatten each host again)."""
+
+    service: str
+    host: str
+    flat: dict[str, Any]
+    received_at: float
+
+    @classmethod
+    def of(cls, record: CapabilityRecord) -> FlatRecord:
+        return cls(record.service, record.host, record.flat, record.received_at)
+
 
 @dataclass(frozen=True)
 class Change:
@@ -103,13 +129,17 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(value, dict):
         return {prefix or "value": value}
     flat: dict[str, Any] = {}
-    for key, item in value.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(item, dict) and item:
-            flat.update(flatten(item, path))
-        else:
-            flat[path] = item
+    _flatten_into(flat, value, f"{prefix}." if prefix else "")
     return flat
+
+
+def _flatten_into(flat: dict[str, Any], value: Mapping[Any, Any], dotted: str) -> None:
+    # One dict filled in place, keys built once: flatten runs for every update and row.
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            _flatten_into(flat, item, f"{dotted}{key}.")
+        else:
+            flat[f"{dotted}{key}"] = item
 
 
 def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
@@ -128,23 +158,67 @@ def flatten_capabilities(capabilities: Sequence[Any]) -> dict[str, Any]:
     return flat
 
 
+# Built once: json.dumps builds an encoder per call when given options, and these run for every
+# update the collector takes.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, keys in their order (what the store keeps)."""
+    return _COMPACT(value)
+
+
 def canonical(value: Any) -> str:
     # Compared as canonical JSON, not with ==: 1 == True == 1.0 in Python, not to an operator.
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values read the same as canonical JSON, without encoding the common case:
+    scalars of one type compare with == (1, True and 1.0 differ, as their JSON does)."""
+    kind = type(a)
+    if kind is type(b) and kind in _SCALARS:
+        return bool(a == b) or (kind is float and a != a and b != b)  # NaN is NaN
+    if kind in _SCALARS or type(b) in _SCALARS:
+        return False
+    return canonical(a) == canonical(b)
 
 
 def diff_capabilities(old: Sequence[Any] | None, new: Sequence[Any]) -> dict[str, dict[str, Any]]:
     """What changed from ``old`` to ``new``, on flattened keys (``old`` None: all added)."""
-    before = flatten_capabilities(old or [])
-    after = flatten_capabilities(new)
+    return diff_flat(flatten_capabilities(old or []), flatten_capabilities(new))
+
+
+def diff_flat(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """diff_capabilities on capabilities already flattened."""
     added = {key: value for key, value in after.items() if key not in before}
     removed = {key: value for key, value in before.items() if key not in after}
     changed = {
         key: {"old": before[key], "new": value}
         for key, value in after.items()
-        if key in before and canonical(before[key]) != canonical(value)
+        if key in before and not same_value(before[key], value)
     }
     return {"added": added, "removed": removed, "changed": changed}
+
+
+_DIFF_SECTIONS = ("added", "removed", "changed")
+
+
+def diff_text(diff: Mapping[str, Mapping[str, Any]]) -> str:
+    """A diff as stored: compact JSON without its empty sections (most changes touch one or
+    two keys, and a history row is mostly its diff)."""
+    kept = {section: diff[section] for section in _DIFF_SECTIONS if diff.get(section)}
+    return _COMPACT(kept)
+
+
+def diff_from_text(text: str) -> dict[str, dict[str, Any]]:
+    """A stored diff with all three sections again (older stores kept the empty ones)."""
+    stored = json.loads(text)
+    return {section: stored.get(section) or {} for section in _DIFF_SECTIONS}
 
 
 def iso_time(timestamp: float) -> str:
@@ -177,8 +251,25 @@ def _pooled_key(flat: Mapping[str, Any]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+class _SecondStamps:
+    """iso_time, remembered per second: a big store's records arrived within a few minutes of
+    each other, and formatting a datetime per row costs more than the rest of the row."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, str] = {}
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        if timestamp < 0 or timestamp - second > 0.999999:  # rounding may reach the next second
+            return iso_time(timestamp)
+        stamp = self._seen.get(second)
+        if stamp is None:
+            stamp = self._seen[second] = iso_time(second)
+        return stamp
+
+
 def capability_rows(
-    records: Iterable[CapabilityRecord], now: float, stale_after: float
+    records: Iterable[CapabilityRecord | FlatRecord], now: float, stale_after: float
 ) -> list[dict[str, Any]]:
     """One row per (service, host): the fixed columns, then each capability key as a column.
 
@@ -190,16 +281,20 @@ def capability_rows(
     (``pools.total_capacity_gb``), the record's other keys repeated on each row.
     """
     rows = []
+    stamp_of = _SecondStamps()
     for record in records:
-        age = max(0.0, now - record.received_at)
+        received = record.received_at
+        age = now - received
+        if age < 0.0:
+            age = 0.0
         row: dict[str, Any] = {
             "service": record.service,
             "host": record.host,
             "state": "stale" if age > stale_after else "fresh",
             "age_s": round(age, 1),
-            "received_at": iso_time(record.received_at),
+            "received_at": stamp_of(received),
         }
-        flat = flatten_capabilities(record.capabilities)
+        flat = record.flat
         pooled = _pooled_key(flat)
         if pooled is None and _FIXED.isdisjoint(flat):
             # The common case, in one C-level update (100,000 hosts: seconds saved).

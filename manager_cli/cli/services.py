@@ -162,4 +162,5 @@ def prune_services(older_than: float | None, store_url: str | None, **kwargs: An
     limit = older_than or configured or 7 * 86400.0
     with open_existing_store(store_url) as store:
         gone = store.prune_services(limit)
+        store.reclaim()
     render_list([{"service": s, "host": h} for s, h in gone], ["service", "host"], output)

@@ -22,29 +22,19 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
+from rigs.cli import wait_for
 
 from manager_cli.capabilities import ROW_COLUMNS, open_store
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 START_TIMEOUT = 30.0
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s: {predicate.__name__}")
-        time.sleep(interval)
 
 
 @dataclass

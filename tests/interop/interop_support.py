@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pika
 import pika.exceptions
-import pytest
+from rigs.cli import wait_for as shared_wait_for
 from rigs.rabbitmq import RabbitMQNode
 
 PEERS_DIR = Path(__file__).parent / "peers"
@@ -34,15 +34,9 @@ def unique_topic(prefix: str = "interop") -> str:
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; return it, or fail the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s: {predicate}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something truthy; return it, or fail the test
+    (rigs.cli.wait_for, with the interop tests' shorter defaults)."""
+    return shared_wait_for(predicate, timeout, interval)
 
 
 def read_lines(path: Path) -> list[str]:

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 
@@ -88,3 +90,24 @@ class Served:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.2,
+    *,
+    what: str | None = None,
+) -> Any:
+    """``predicate()``'s first true value, asked every ``interval`` s; the test fails after
+    ``timeout`` s, naming ``what`` (or the predicate) it waited for."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g}s: {what or predicate.__name__}")
+        time.sleep(interval)

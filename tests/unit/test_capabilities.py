@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from manager_cli.capabilities import (
     store_url_from,
 )
 from manager_cli.capabilities.collector import CapabilityIntake
+from manager_cli.capabilities.records import FlatRecord
 from manager_cli.config import load_settings
 from manager_cli.errors import BadInputError, ConfigError, UnavailableError
 from manager_cli.rpc import wire
@@ -334,8 +336,10 @@ def test_history_is_pruned_per_service_and_host(store_url: str) -> None:
 
 
 def test_history_pruning_is_batched_but_bounded(store_url: str) -> None:
+    with open_store(store_url) as default:
+        # One statement less for most changes, and never far past the keep.
+        assert 1 < default.prune_every <= default.history_keep // 10
     with open_store(store_url, history_keep=3) as store:
-        assert store.prune_every > 1  # one statement less for most changes
         store.prune_every = 4
         for n in range(14):
             store.record_capabilities("hostinfo", "h1", [{"n": n}], received_at=float(n))
@@ -934,3 +938,92 @@ def test_cli_services_delete_and_prune(tmp_path: Path) -> None:
         assert store.latest() == []
     missing = run("services", "delete", "nohost", store_url=url)
     assert missing.returncode == 2 and "no service on 'nohost'" in missing.stderr
+
+
+def test_latest_flat_is_latest_flattened(store) -> None:
+    """What the big table reads (flattened as stored) is what flattening latest() gives."""
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"5m": 0.2, "1m": 0.5}}], 1.0)
+    store.record_capabilities("volume", "v1@b", [CINDER_ARGS["capabilities"]], 2.0)
+    store.record_capabilities("compute", "c1", [{"vcpus": 4}, {"vcpus": 8}], 3.0)
+    store.record_capabilities("hostinfo", "h1", [{"cpu": 8, "load": {"5m": 0.2, "1m": 0.5}}], 4.0)
+    flat = store.latest_flat()
+    assert flat == [FlatRecord.of(record) for record in store.latest()]
+    assert flat[1].flat == {"cpu": 8, "load.1m": 0.5, "load.5m": 0.2}
+    assert [r.host for r in store.latest_flat(service="hostinfo")] == ["h1"]
+
+
+def test_a_schema_1_store_is_migrated_and_its_rows_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(str(path))
+    old.executescript(
+        """
+        CREATE TABLE managerctl_schema (version INTEGER NOT NULL);
+        INSERT INTO managerctl_schema VALUES (1);
+        CREATE TABLE managerctl_capabilities (service TEXT NOT NULL, host TEXT NOT NULL,
+            capabilities TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (service, host));
+        CREATE TABLE managerctl_capability_changes (id INTEGER PRIMARY KEY,
+            service TEXT NOT NULL, host TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+            diff TEXT NOT NULL);
+        CREATE TABLE managerctl_services (service TEXT NOT NULL, host TEXT NOT NULL,
+            topic TEXT, record TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (service, host));
+        INSERT INTO managerctl_capabilities VALUES
+            ('hostinfo', 'h1', '[{"load": {"1m": 0.5}, "cpu": 4}]', 10.0, 10.0);
+        INSERT INTO managerctl_capability_changes (service, host, received_at, diff) VALUES
+            ('hostinfo', 'h1', 10.0,
+             '{"added": {"load.1m": 0.5, "cpu": 4}, "removed": {}, "changed": {}}');
+        """
+    )
+    old.commit()
+    old.close()
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.latest_flat()[0].flat == {"load.1m": 0.5, "cpu": 4}
+        # The same values in another order are no change; a change is diffed from the old text.
+        assert not store.record_capabilities("hostinfo", "h1", [{"cpu": 4, "load": {"1m": 0.5}}])
+        assert not store.record_capabilities("hostinfo", "h1", {"cpu": 4, "load": {"1m": 0.5}})
+        assert store.record_capabilities("hostinfo", "h1", [{"cpu": 8, "load": {"1m": 0.5}}], 30)
+        assert [c.diff for c in store.history("h1")] == [
+            {"added": {"load.1m": 0.5, "cpu": 4}, "removed": {}, "changed": {}},
+            {"added": {}, "removed": {}, "changed": {"cpu": {"old": 4, "new": 8}}},
+        ]
+        assert store.latest_flat()[0].flat == {"cpu": 8, "load.1m": 0.5}
+    version = sqlite3.connect(str(path)).execute("SELECT version FROM managerctl_schema")
+    assert version.fetchone()[0] == 2
+
+
+def _file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+@pytest.mark.parametrize("made_before_auto_vacuum", [False, True])
+def test_pruning_gives_the_space_back(tmp_path: Path, made_before_auto_vacuum: bool) -> None:
+    path = tmp_path / "caps.sqlite"
+    if made_before_auto_vacuum:  # a file another tool (or an older managerctl) created
+        sqlite3.connect(str(path)).execute("CREATE TABLE other (x)").connection.close()
+    with open_store(f"sqlite:///{path}", history_keep=0) as store:
+        for round_ in range(30):
+            store.record_many(
+                [("hostinfo", f"h{h}", [{"round": round_, "note": "x" * 200}], 1000.0 + round_)
+                 for h in range(200)]
+            )  # fmt: skip
+        store.reclaim()
+        full = _file_bytes(path)
+        store.prune_history(older_than=0, now=5000.0)
+        assert store.history("h1") == []
+        store.reclaim()
+        assert _file_bytes(path) < full / 3
+        assert len(store.latest()) == 200  # the last capabilities stay
+
+
+def test_history_stays_within_its_cap_when_a_batch_holds_many_changes_of_a_host(
+    store_url: str,
+) -> None:
+    with open_store(store_url, history_keep=10) as store:
+        store.prune_every = 3
+        for batch in range(12):
+            store.record_many(
+                [("hostinfo", "h1", [{"n": batch * 4 + n}], float(batch * 4 + n)) for n in range(4)]
+            )
+            assert len(store.history("h1", limit=1000)) <= 10 + 3 + 4
+        assert len(store.history("h1", limit=1000)) <= 10 + 3
