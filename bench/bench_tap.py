@@ -40,7 +40,8 @@ import uuid
 # The throwaway RabbitMQ / PostgreSQL servers are the test suite's rigs (tests/rigs), not the package's.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
 
-MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
+from rigs.cli import MANAGERCTL, pika_connection  # noqa: E402 (the path above first)
+
 CONTEXT = {"user": "bench", "project_id": "p", "request_id": "req-bench"}
 
 
@@ -48,21 +49,6 @@ def _env(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
     env.update(MANAGERCTL_TRANSPORT_URL=url, MANAGERCTL_PERIODIC_FUZZY_DELAY="0")
     return env
-
-
-def _pika(url: str):
-    import pika
-
-    from manager_cli.rpc.transport import parse_transport_url
-
-    host = parse_transport_url(url).hosts[0]
-    return pika.BlockingConnection(
-        pika.ConnectionParameters(
-            host.hostname,
-            host.port,
-            credentials=pika.PlainCredentials(host.username, host.password),
-        )
-    )
 
 
 def _wait_text(path: str, text: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -99,7 +85,7 @@ def _publish(url: str, exchange: str, key: str, bodies: list[bytes]) -> None:
     from manager_cli.rpc import wire
 
     props = pika.BasicProperties(**wire.BASE_PROPERTIES)
-    connection = _pika(url)
+    connection = pika_connection(url)
     channel = connection.channel()
     for body in bodies:
         channel.basic_publish(exchange, key, body, props)
@@ -111,12 +97,12 @@ def tap_keepup(url: str, burst: int, workdir: str) -> tuple[float, float, int]:
     bodies = _bodies(burst)
     topic = f"bench_tap_{uuid.uuid4().hex[:6]}"
     exchange = "openstack"
-    connection = _pika(url)
+    connection = pika_connection(url)
     connection.channel().exchange_declare(exchange, "topic")
     connection.close()
 
     # The floor: a consumer that only acks, on an exclusive queue bound the same way.
-    connection = _pika(url)
+    connection = pika_connection(url)
     channel = connection.channel()
     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     channel.queue_bind(queue, exchange, routing_key=topic)

@@ -380,8 +380,8 @@ class Tap:
         tick_interval: float = 0.5,
     ) -> TapCounters:
         """Consume until ``count`` records were kept or ``duration`` seconds passed (or forever);
-        ``tick()`` runs at most every ``tick_interval`` seconds, after a batch (a live view
-        refreshes there, lines are flushed)."""
+        ``tick()`` runs after a batch, at most every ``tick_interval`` seconds, and that often
+        on a quiet topic too (a live view refreshes there; 0: lines flushed after each batch)."""
         assert self._connection is not None, "start() first"
         deadline = None if duration is None else time.monotonic() + duration
         self._max_kept = count
@@ -400,13 +400,22 @@ class Tap:
                     next_tick = now + tick_interval
                 if deadline is not None and now >= deadline:
                     break
-                if taken < self._ack_every:
-                    # Caught up: let the next copies gather. (A drain that took half the
-                    # prefetch window or more may have left the broker holding some back.)
-                    pause = (
-                        BATCH_SECONDS if deadline is None else min(BATCH_SECONDS, deadline - now)
-                    )
-                    time.sleep(max(0.0, pause))  # not connection.sleep: it takes each copy
+                if taken >= self._ack_every:
+                    continue  # the broker may be holding more back (the prefetch window)
+                if taken == 0:
+                    # A quiet topic: sleep in the poll until a copy comes (or it is time to
+                    # look, tick or end), not in wake-ups every BATCH_SECONDS.
+                    # (A tick_interval of 0 means "after each batch": nothing to wait for.)
+                    ends = [next_check, deadline if deadline is not None else next_check]
+                    if tick is not None and tick_interval > 0:
+                        ends.append(next_tick)
+                    wait = min(ends) - now
+                    self._connection.process_data_events(time_limit=max(0.0, wait))
+                    now = time.monotonic()
+                # Let the copies that follow this one gather, to be taken in one drain.
+                # (time.sleep, not connection.sleep: that would take each copy as it comes.)
+                pause = BATCH_SECONDS if deadline is None else min(BATCH_SECONDS, deadline - now)
+                time.sleep(max(0.0, pause))
         except _PIKA_ERRORS as exc:
             raise UnavailableError(
                 f"lost the broker while tapping {self.topic}: "

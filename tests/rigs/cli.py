@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 
@@ -24,6 +26,32 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["MANAGERCTL_PERIODIC_FUZZY_DELAY"] = "0"
     env.update(extra)
     return env
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def pika_connection(url: str) -> Any:
+    """A plain pika connection to the first host of a transport URL (to look or set up)."""
+    import pika
+
+    from manager_cli.rpc.transport import parse_transport_url
+
+    host = parse_transport_url(url).hosts[0]
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host.hostname,
+            host.port,
+            credentials=pika.PlainCredentials(host.username, host.password),
+        )
+    )
 
 
 def write_config(path: Path, url: str, **rabbit: object) -> Path:

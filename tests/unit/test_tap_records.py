@@ -78,27 +78,19 @@ def test_compressed_bodies_are_decoded(mime, compress):
     assert record["bytes"] == len(packed) and record["compression"] == mime
 
 
-def test_undecodable_copies_are_reported_not_raised():
-    bad = decode_copy("nova", "compute", _props(), b"{nope", topic="compute")
-    assert bad["error"].startswith("message body is not JSON") and bad["method"] is None
-    text = decode_copy("nova", "compute", _props("text/plain"), b"x", topic="compute")
-    assert "content type 'text/plain'" in text["error"]
-    odd = decode_copy(
-        "nova",
-        "compute",
-        _props(headers={"compression": "application/zstd"}),
-        b"x",
-        topic="compute",
-    )
-    assert "unsupported 'application/zstd'" in odd["error"]
-    broken = decode_copy(
-        "nova",
-        "compute",
-        _props(headers={"compression": "application/x-gzip"}),
-        b"x",
-        topic="compute",
-    )
-    assert "cannot decompress" in broken["error"]
+@pytest.mark.parametrize(
+    ("content_type", "compression", "body", "error"),
+    [
+        (wire.CONTENT_TYPE, None, b"{nope", "message body is not JSON"),
+        ("text/plain", None, b"x", "content type 'text/plain'"),
+        (wire.CONTENT_TYPE, "application/zstd", b"x", "unsupported 'application/zstd'"),
+        (wire.CONTENT_TYPE, "application/x-gzip", b"x", "cannot decompress"),
+    ],
+)
+def test_undecodable_copies_are_reported_not_raised(content_type, compression, body, error):
+    headers = {"compression": compression} if compression else None
+    record = decode_copy("nova", "compute", _props(content_type, headers), body, topic="compute")
+    assert error in record["error"] and record["method"] is None
 
 
 def test_caller_and_request_id_from_nova_and_oslo_contexts():
