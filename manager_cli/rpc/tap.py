@@ -57,7 +57,7 @@ QUEUE_PREFIX = "managerctl-tap-"
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
-def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+def _first(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = mapping.get(key)
         if value not in (None, ""):
@@ -65,11 +65,20 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def caller_of(context: Mapping[str, Any]) -> str:
-    """``user/project`` of a request context, as oslo.context and nova name them."""
-    user = _first(context, "user_id", "user", "user_name") or "-"
-    project = _first(context, "project_id", "project", "tenant", "project_name") or "-"
-    return f"{user}/{project}"
+_USER_KEYS = ("user_id", "user", "user_name")
+_PROJECT_KEYS = ("project_id", "project", "tenant", "project_name")
+# The same keys as the request message has them (``_context_user_id``...).
+_PACKED_USER_KEYS = tuple(wire.CONTEXT_PREFIX + key for key in _USER_KEYS)
+_PACKED_PROJECT_KEYS = tuple(wire.CONTEXT_PREFIX + key for key in _PROJECT_KEYS)
+
+
+def caller_of(context: Mapping[str, Any], *, packed: bool = False) -> str:
+    """``user/project`` of a request context, as oslo.context and nova name them (``packed``:
+    the request message itself, its context keys prefixed)."""
+    users, projects = (
+        (_PACKED_USER_KEYS, _PACKED_PROJECT_KEYS) if packed else (_USER_KEYS, _PROJECT_KEYS)
+    )
+    return f"{_first(context, users) or '-'}/{_first(context, projects) or '-'}"
 
 
 class CopyDecoder:
@@ -108,7 +117,10 @@ class CopyDecoder:
                     f"content type {properties.content_type!r} (oslo servers drop it)"
                 )
             plain = wire.decompress_body(body, headers) if compression else body
-            request = wire.parse_request(wire.decode_envelope(plain))
+            message = wire.decode_envelope(plain)
+            if not self.with_args:
+                return self._brief(record, message, fanout)
+            request = wire.parse_request(message)
         except wire.WireFormatError as exc:
             record["error"] = redact.mask_url_passwords(str(exc))
             return record
@@ -119,11 +131,31 @@ class CopyDecoder:
             method=request.method,
             version=request.version,
             namespace=request.namespace,
-            request_id=_first(context, "request_id", "global_request_id"),
+            request_id=_first(context, ("request_id", "global_request_id")),
             caller=caller_of(context),
             msg_id=request.msg_id,
-            args=redact.mask_secrets(request.args) if self.with_args else None,
+            args=redact.mask_secrets(request.args),
         )
+        return record
+
+    @staticmethod
+    def _brief(record: dict[str, Any], message: Mapping[str, Any], fanout: bool) -> dict[str, Any]:
+        """What statistics show (method, caller, kind), read straight from the message: no
+        context or request is built, the arguments are never looked at."""
+        method = message.get("method")
+        if not isinstance(method, str) or not method:
+            raise wire.WireFormatError("request has no method name")
+        record["method"] = method
+        record["caller"] = caller_of(message, packed=True)
+        msg_id, reply_q = message.get("_msg_id"), message.get("_reply_q")
+        if (
+            not fanout
+            and isinstance(msg_id, str)
+            and msg_id
+            and isinstance(reply_q, str)
+            and reply_q
+        ):
+            record["kind"] = "call"  # as Request.wants_reply
         return record
 
 
