@@ -114,8 +114,8 @@ def _shown_time(value: float, *, iso: bool) -> str:
 def tap(**kwargs: Any) -> None:
     """Show the requests sent to TOPIC as they happen, decoded, one line each.
 
-    The tap reads copies: an exclusive queue of its own, bound to the control exchange for
-    TOPIC and TOPIC.* (or TOPIC.HOST) and to the TOPIC_fanout exchange. The services' own
+    The tap reads copies: an exclusive queue of its own, bound to the control exchange with
+    TOPIC.# (TOPIC and every TOPIC.HOST; or TOPIC.HOST alone) and to the TOPIC_fanout exchange. The services' own
     queues are never touched, so they receive exactly what they did before, and the queue
     goes away with the tap. Each line: time (UTC), kind (call, cast, fanout), target, method,
     version, namespace, request id, caller (user/project of the context), body size in bytes;
@@ -124,8 +124,9 @@ def tap(**kwargs: Any) -> None:
     passwords are masked.
 
     The tap's queue holds at most --queue-limit copies: a tap that falls behind loses the
-    oldest ones rather than grow the broker's memory, and says how many at the end. Ctrl-C
-    stops it (exit 130) and leaves nothing on the broker.
+    oldest ones rather than grow the broker's memory, and says how many at the end. It runs
+    only on CPU time the services leave idle (--no-nice to keep its priority). Ctrl-C stops it
+    (exit 130) and leaves nothing on the broker.
 
     \b
     Examples:

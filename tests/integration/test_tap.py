@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -288,6 +289,8 @@ def test_nothing_left_on_the_broker_after_exit(rig, broker_url, rabbitmq):
     assert done.returncode == 0, done.stderr
     # Ctrl-C: exit 130
     tap = _tap(rig)
+    # An observer runs on the CPU time the services leave (it drops copies, they do not slow).
+    assert os.sched_getscheduler(tap.proc.pid) == os.SCHED_IDLE
     tap.send(signal.SIGINT)
     assert tap.wait() == 130
     assert not tap_queues(rabbitmq)
@@ -298,7 +301,8 @@ def test_nothing_left_on_the_broker_after_exit(rig, broker_url, rabbitmq):
 
 def test_stats_totals_as_json_when_piped(rig, broker_url):
     topic = rig["topic"]
-    tap = _tap(rig, "--stats", "--duration", "6")
+    tap = _tap(rig, "--stats", "--duration", "6", "--no-nice")
+    assert os.sched_getscheduler(tap.proc.pid) == os.SCHED_OTHER
     _publish(broker_url, topic, "often", count=30)
     _publish(broker_url, f"{topic}.h1", "rarely", count=3)
     assert tap.wait() == 0, tap.err()
