@@ -183,14 +183,27 @@ def attach_tap(url: str, topic: str, workdir: str, *prefix: str) -> subprocess.P
             start_new_session=True,
         )  # fmt: skip
     _wait_text(err, "tapping ", proc)
+    TAP_CPU_AT_START[proc.pid] = cpu_seconds(proc.pid)  # its start-up is not a copy's cost
     return proc
 
 
-def settle(proc: subprocess.Popen | None, quiet: float = 0.3, limit: float = 20.0) -> None:
-    """Wait until ``proc`` used no CPU for ``quiet`` seconds (a tap that caught up)."""
+TAP_CPU_AT_START: dict[int, float] = {}
+
+
+def settle(proc: subprocess.Popen | None, node=None, quiet: float = 0.3, limit: float = 30.0):
+    """Wait until a tap caught up: its queue empty (``node``: the throwaway broker, asked with
+    rabbitmqctl, since an exclusive queue answers no other connection), then no CPU used for
+    ``quiet`` seconds (a tap at the idle priority may be starved a while, not done)."""
     if proc is None:
         return
     deadline = time.monotonic() + limit
+    while node is not None and time.monotonic() < deadline:
+        rows = node.list_queues(("name", "messages"))
+        if not any(
+            int(row["messages"]) for row in rows if row["name"].startswith("managerctl-tap-")
+        ):
+            break
+        time.sleep(0.2)
     last = cpu_seconds(proc.pid)
     while time.monotonic() < deadline:
         time.sleep(quiet)
@@ -274,12 +287,12 @@ def main() -> int:
                 # A tap at the idle priority catches up after the burst: wait for it, so that
                 # its work (and the broker's, delivering the copies) counts here, not in the
                 # next variant's round.
-                settle(tap_proc)
+                settle(tap_proc, node)
                 for i, pid in enumerate(pids):
                     cpu[name][i] += cpu_seconds(pid) - before[i]
         client.close()
         for topic, proc in taps.items():
-            tap_cpu[topic] = cpu_seconds(proc.pid)
+            tap_cpu[topic] = cpu_seconds(proc.pid) - TAP_CPU_AT_START[proc.pid]
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
             with open(os.path.join(workdir, f"tap-{topic}.out")) as handle:
@@ -324,6 +337,17 @@ def main() -> int:
         f"  the machine has {os.cpu_count()} cores: at the baseline's rate, {budget:.0f} us of "
         "CPU per call in all (client, server, broker, tap)"
     )
+    # What a copy adds, beside the baseline's own CPU per call: on a CPU-bound machine where
+    # all of it came out of the calls' share, the rate would be budget / (budget + extra).
+    plain_us = [1e6 * seconds / total_calls for seconds in cpu["plain (baseline)"]]
+    for name in ("tap attached", "tap attached at nice 10"):
+        server_us, broker_us, tap_us = (1e6 * seconds / total_calls for seconds in cpu[name])
+        extra = tap_us + (broker_us - plain_us[1]) + (server_us - plain_us[0])
+        print(
+            f"  {name}: a copy adds {extra:.0f} us of CPU per call (tap {tap_us:.0f}, broker "
+            f"{broker_us - plain_us[1]:+.0f}, server {server_us - plain_us[0]:+.0f}); "
+            f"all taken from the calls, that is {budget / (budget + extra):.2f}x"
+        )
     for label, service in (("idle priority", tapped), ("nice 10", niced)):
         totals = attached[service.topic]
         per_copy = 1e6 * tap_cpu[service.topic] / max(1, totals["received"])
