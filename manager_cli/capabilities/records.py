@@ -38,6 +38,30 @@ DEFAULT_STALE_AFTER = 180.0
 ROW_COLUMNS: tuple[str, ...] = ("service", "host", "state", "age_s", "received_at")
 # A capability key that would shadow a fixed column is shown under this prefix.
 SHADOW_PREFIX = "capabilities."
+# The keys an operator reads first, in this order: a table too narrow for every key keeps these
+# (columns are left out from the right). What cinder's capacity filter and weigher read of a
+# pool, what nova's host state holds, what hostinfo gathers.
+HEADLINE_KEYS: tuple[str, ...] = (
+    "pools.free_capacity_gb",
+    "pools.total_capacity_gb",
+    "pools.allocated_capacity_gb",
+    "pools.provisioned_capacity_gb",
+    "pools.max_over_subscription_ratio",
+    "pools.reserved_percentage",
+    "free_capacity_gb",
+    "total_capacity_gb",
+    "vcpus",
+    "vcpus_used",
+    "free_ram_mb",
+    "memory_mb",
+    "free_disk_gb",
+    "local_gb",
+    "running_vms",
+    "load.1m",
+    "cpu_count",
+    "mem_available_kb",
+    "disk_free_gb",
+)
 # What names an item of a list-of-dict capability in its row's host (cinder: host@backend#pool).
 POOL_NAME_KEYS: tuple[str, ...] = ("pool_name", "name")
 
@@ -197,19 +221,23 @@ def capability_rows(
 
 
 def capability_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The fixed columns, then the keys of per-pool rows (``pools.*``: what tells pools apart,
-    so they come first), then every other capability key, each group in sorted order."""
+    """The fixed columns, then the headline keys present (HEADLINE_KEYS: the numbers a
+    scheduler decides by, so they are what a narrow table keeps), then the keys of per-pool
+    rows (``pools.*``: what tells pools apart), then every other capability key, each group
+    in sorted order."""
     keys: set[str] = set()
     for row in rows:
         keys.update(row)
     keys.difference_update(ROW_COLUMNS)
+    headline = [key for key in HEADLINE_KEYS if key in keys]
+    keys.difference_update(headline)
     pooled = {
         key.rsplit(".", 1)[0]
         for key in keys
         if "." in key and key.rsplit(".", 1)[1] in POOL_NAME_KEYS
     }
     first = sorted(k for k in keys if k.split(".", 1)[0] in pooled)
-    return list(ROW_COLUMNS) + first + sorted(keys.difference(first))
+    return list(ROW_COLUMNS) + headline + first + sorted(keys.difference(first))
 
 
 def key_series(changes: Iterable[Change], key: str) -> dict[str, list[tuple[float, Any]]]:

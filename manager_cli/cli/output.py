@@ -88,50 +88,65 @@ class OutputOptions:
         return self.is_tty() and not self.no_color and "NO_COLOR" not in os.environ
 
 
-def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add -f/-c/--sort-column/--sort-descending to a command, as ``output: OutputOptions``."""
+def output_options_with(
+    format_default: str | None = "table",
+    format_help: str = "Output format.",
+    wide: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-f/-c/--sort-column/--sort-descending (and --wide) as ``output: OutputOptions``, for a
+    command whose default format or help differs (``probe`` prints one line by default)."""
 
-    decorators = [
-        click.option(
-            "-f",
-            "--format",
-            "output_format",
-            type=click.Choice(FORMATS),
-            default="table",
-            show_default=True,
-            help="Output format.",
-        ),
-        click.option(
-            "-c",
-            "--column",
-            "output_columns",
-            multiple=True,
-            metavar="COLUMN",
-            help="Show only this column (repeatable).",
-        ),
-        click.option(
-            "--sort-column",
-            "output_sort_column",
-            multiple=True,
-            metavar="COLUMN",
-            help="Sort rows by this column (repeatable).",
-        ),
-        click.option(
-            "--sort-descending",
-            "output_sort_descending",
-            is_flag=True,
-            help="Sort in descending order.",
-        ),
-        click.option(
-            "--wide",
-            "output_wide",
-            is_flag=True,
-            help="Table: show every column and whole values, even wider than the terminal.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        decorators = [
+            click.option(
+                "-f",
+                "--format",
+                "output_format",
+                type=click.Choice(FORMATS),
+                default=format_default,
+                show_default=format_default is not None,
+                help=format_help,
+            ),
+            click.option(
+                "-c",
+                "--column",
+                "output_columns",
+                multiple=True,
+                metavar="COLUMN",
+                help="Show only this column (repeatable).",
+            ),
+            click.option(
+                "--sort-column",
+                "output_sort_column",
+                multiple=True,
+                metavar="COLUMN",
+                help="Sort rows by this column (repeatable).",
+            ),
+            click.option(
+                "--sort-descending",
+                "output_sort_descending",
+                is_flag=True,
+                help="Sort in descending order.",
+            ),
+        ]
+        if wide:
+            decorators.append(
+                click.option(
+                    "--wide",
+                    "output_wide",
+                    is_flag=True,
+                    help="Table: show every column and whole values, even wider than the terminal.",
+                )
+            )
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return add
+
+
+output_options = output_options_with()
+"""Add -f/-c/--sort-column/--sort-descending/--wide to a command, as ``output: OutputOptions``."""
 
 
 def options_from_kwargs(kwargs: dict[str, Any], no_color: bool = False) -> OutputOptions:

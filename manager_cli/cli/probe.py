@@ -14,7 +14,7 @@ import click
 from ..ops.probe import AUTO, DEFAULT_TIMEOUT, METHODS
 from .common import app_state
 from .complete import complete_hosts, complete_topics
-from .output import FORMATS, OutputOptions, render_list, render_one
+from .output import OutputOptions, output_options_with, render_list, render_one
 from .progress import waiting
 
 # The one line a single probe prints by default, and the columns of the --all table.
@@ -102,31 +102,11 @@ def _output(kwargs: dict[str, Any], probe_all: bool) -> OutputOptions:
 @click.option(
     "--quiet", "-q", is_flag=True, help="Print nothing about the verdict: the exit code says it."
 )
-@click.option(
-    "-f",
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    help="Output format (default: value, one line; table with --all). json gives an object "
-    "(a list with --all).",
-)
-@click.option(
-    "-c",
-    "--column",
-    "output_columns",
-    multiple=True,
-    metavar="COLUMN",
-    help="Show only this column (repeatable).",
-)
-@click.option(
-    "--sort-column",
-    "output_sort_column",
-    multiple=True,
-    metavar="COLUMN",
-    help="Sort rows by this column (repeatable).",
-)
-@click.option(
-    "--sort-descending", "output_sort_descending", is_flag=True, help="Sort in descending order."
+@output_options_with(
+    format_default=None,
+    format_help="Output format (default: value, one line; table with --all). json gives an "
+    "object (a list with --all).",
+    wide=False,
 )
 @click.pass_context
 def probe(

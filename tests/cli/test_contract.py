@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import click
 import pytest
+from rigs.cli import clean_env
 
 from manager_cli.cli.main import cli
 
@@ -60,14 +61,6 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
         timeout=timeout,
         check=False,
     )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
-    env.pop("NO_COLOR", None)
-    env["MANAGERCTL_PERIODIC_FUZZY_DELAY"] = "0"
-    env.update(extra)
-    return env
 
 
 # Invocations of every data-printing command that need no broker.

@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rigs.cli import clean_env, managerctl, unique
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 # Fast reconnection for the broker-restart test: oslo's defaults wait up to 30 s between tries.
@@ -77,24 +77,6 @@ class Flaky(Manager):
     def explodes(self, context):
         raise RuntimeError("disk on fire")
 """
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
-    env.pop("NO_COLOR", None)
-    env["MANAGERCTL_PERIODIC_FUZZY_DELAY"] = "0"
-    env.update(extra)
-    return env
-
-
-def managerctl(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [MANAGERCTL, *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:

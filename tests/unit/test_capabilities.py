@@ -634,6 +634,9 @@ def test_pools_are_one_row_each_named_as_cinder_names_pools() -> None:
     assert all(r["volume_backend_name"] == "fake" and "pools" not in r for r in rows)
     columns = capability_columns(rows)
     assert "pools.free_capacity_gb" in columns and "pools" not in columns
+    # What a scheduler decides by comes first, so a narrow table keeps it.
+    keys = columns[len(ROW_COLUMNS) :]
+    assert keys[:2] == ["pools.free_capacity_gb", "pools.total_capacity_gb"], keys
     # A list of scalars, or two lists of dicts, stay one row.
     one = [CapabilityRecord("x", "h", [{"a": [1, 2], "b": [{"n": 1}], "c": [{"n": 2}]}], 100.0)]
     assert len(capability_rows(one, now=100.0, stale_after=180)) == 1
