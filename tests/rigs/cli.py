@@ -38,8 +38,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 
         time.sleep(step)
 
 
-def pika_connection(url: str) -> Any:
-    """A plain pika connection to the first host of a transport URL (to look or set up)."""
+def pika_connection(url: str, **parameters: Any) -> Any:
+    """A plain pika connection to the first host of a transport URL (to look or set up);
+    ``parameters``: more of pika's ConnectionParameters (e.g. heartbeat=0)."""
     import pika
 
     from manager_cli.rpc.transport import parse_transport_url
@@ -50,6 +51,7 @@ def pika_connection(url: str) -> Any:
             host.hostname,
             host.port,
             credentials=pika.PlainCredentials(host.username, host.password),
+            **parameters,
         )
     )
 
