@@ -115,13 +115,13 @@ def tap(**kwargs: Any) -> None:
     """Show the requests sent to TOPIC as they happen, decoded, one line each.
 
     The tap reads copies: an exclusive queue of its own, bound to the control exchange with
-    TOPIC.# (TOPIC and every TOPIC.HOST; or TOPIC.HOST alone) and to the TOPIC_fanout exchange. The services' own
-    queues are never touched, so they receive exactly what they did before, and the queue
-    goes away with the tap. Each line: time (UTC), kind (call, cast, fanout), target, method,
-    version, namespace, request id, caller (user/project of the context), body size in bytes;
-    -f json writes one object per line (with the arguments). Compressed bodies are decoded.
-    Tokens, passwords, secrets and keys (any argument naming one, however deep) and URL
-    passwords are masked.
+    TOPIC.# (TOPIC and every TOPIC.HOST; or TOPIC.HOST alone) and to the TOPIC_fanout exchange.
+    The services' own queues are never touched, so they receive exactly what they did before,
+    and the queue goes away with the tap. Each line: time (UTC), kind (call, cast, fanout),
+    target, method, version, namespace, request id, caller (user/project of the context), body
+    size in bytes; -f json writes one object per line (with the arguments). Compressed bodies
+    are decoded. Tokens, passwords, secrets and keys (any argument naming one, however deep) and
+    URL passwords are masked.
 
     The tap's queue holds at most --queue-limit copies: a tap that falls behind loses the
     oldest ones rather than grow the broker's memory, and says how many at the end. It runs
