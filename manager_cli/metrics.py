@@ -55,98 +55,69 @@ def parse_listen_address(text: str, *, what: str = "--metrics-address") -> tuple
     return host or "0.0.0.0", int(port_text)
 
 
+# What a service exposes, one row a metric: (attribute, kind, name after the prefix, help,
+# labels, histogram buckets). Counters get prometheus_client's ``_total`` suffix.
+METRICS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple[float, ...]], ...] = (
+    ("info", Gauge, "service_info", "The served manager (always 1).",
+     ("service", "host", "topic", "version"), ()),
+    ("rpc_requests", Counter, "rpc_requests", "RPC requests handled, by method and outcome "
+     "(ok, error, bad_input, no_such_method, unsupported_version).", ("method", "outcome"), ()),
+    ("rpc_duration", Histogram, "rpc_request_duration_seconds",
+     "Time to run an RPC request (dispatch to result), by method.", ("method",), RPC_BUCKETS),
+    ("rpc_in_flight", Gauge, "rpc_requests_in_flight", "RPC requests running now.", (), ()),
+    ("rpc_rejected", Counter, "rpc_rejected_messages", "Messages refused before dispatch, by "
+     "reason (content_type, too_large, duplicate).", ("reason",), ()),
+    ("rpc_poison", Counter, "rpc_poison_messages",
+     "Messages that are not a readable oslo request (rejected without requeue).", (), ()),
+    ("task_runs", Counter, "periodic_task_runs",
+     "Periodic task runs, by task and outcome (ok, failed, skipped).", ("task", "outcome"), ()),
+    ("task_failures", Counter, "periodic_task_failures",
+     "Periodic task runs that raised, by task.", ("task",), ()),
+    ("task_duration", Histogram, "periodic_task_duration_seconds",
+     "Time a periodic task run took, by task.", ("task",), TASK_BUCKETS),
+    ("task_last_success", Gauge, "periodic_task_last_success_timestamp_seconds",
+     "When the task last ended well (Unix time).", ("task",), ()),
+    ("broker_connected", Gauge, "broker_connected",
+     "1 while the RPC server holds a broker connection, else 0.", (), ()),
+    ("broker_reconnects", Counter, "broker_reconnects",
+     "Broker connections re-established after a loss.", (), ()),
+    ("broker_connection_losses", Counter, "broker_connection_losses",
+     "Broker connections lost while serving.", (), ()),
+    ("casts_sent", Counter, "published_messages", "Fanout casts the service sent, by method "
+     "(update_service_capabilities is a capabilities publication, report_service_state a "
+     "state report) and outcome.", ("method", "outcome"), ()),
+    ("capabilities_published", Counter, "capabilities_published",
+     "Capabilities publications sent to the scheduler.", (), ()),
+)  # fmt: skip
+
+
 class ServiceMetrics:
-    """The metrics of one served manager, and the observers that feed them."""
+    """The metrics of one served manager (see METRICS), and the observers that feed them."""
+
+    info: Gauge
+    rpc_requests: Counter
+    rpc_duration: Histogram
+    rpc_in_flight: Gauge
+    rpc_rejected: Counter
+    rpc_poison: Counter
+    task_runs: Counter
+    task_failures: Counter
+    task_duration: Histogram
+    task_last_success: Gauge
+    broker_connected: Gauge
+    broker_reconnects: Counter
+    broker_connection_losses: Counter
+    casts_sent: Counter
+    capabilities_published: Counter
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.info = Gauge(
-            f"{PREFIX}_service_info",
-            "The served manager (always 1).",
-            ["service", "host", "topic", "version"],
-            registry=r,
-        )
-        self.rpc_requests = Counter(
-            f"{PREFIX}_rpc_requests",
-            "RPC requests handled, by method and outcome (ok, error, bad_input, "
-            "no_such_method, unsupported_version).",
-            ["method", "outcome"],
-            registry=r,
-        )
-        self.rpc_duration = Histogram(
-            f"{PREFIX}_rpc_request_duration_seconds",
-            "Time to run an RPC request (dispatch to result), by method.",
-            ["method"],
-            buckets=RPC_BUCKETS,
-            registry=r,
-        )
-        self.rpc_in_flight = Gauge(
-            f"{PREFIX}_rpc_requests_in_flight", "RPC requests running now.", registry=r
-        )
-        self.rpc_rejected = Counter(
-            f"{PREFIX}_rpc_rejected_messages",
-            "Messages refused before dispatch, by reason (content_type, too_large, duplicate).",
-            ["reason"],
-            registry=r,
-        )
-        self.rpc_poison = Counter(
-            f"{PREFIX}_rpc_poison_messages",
-            "Messages that are not a readable oslo request (rejected without requeue).",
-            registry=r,
-        )
-        self.task_runs = Counter(
-            f"{PREFIX}_periodic_task_runs",
-            "Periodic task runs, by task and outcome (ok, failed, skipped).",
-            ["task", "outcome"],
-            registry=r,
-        )
-        self.task_failures = Counter(
-            f"{PREFIX}_periodic_task_failures",
-            "Periodic task runs that raised, by task.",
-            ["task"],
-            registry=r,
-        )
-        self.task_duration = Histogram(
-            f"{PREFIX}_periodic_task_duration_seconds",
-            "Time a periodic task run took, by task.",
-            ["task"],
-            buckets=TASK_BUCKETS,
-            registry=r,
-        )
-        self.task_last_success = Gauge(
-            f"{PREFIX}_periodic_task_last_success_timestamp_seconds",
-            "When the task last ended well (Unix time).",
-            ["task"],
-            registry=r,
-        )
-        self.broker_connected = Gauge(
-            f"{PREFIX}_broker_connected",
-            "1 while the RPC server holds a broker connection, else 0.",
-            registry=r,
-        )
-        self.broker_reconnects = Counter(
-            f"{PREFIX}_broker_reconnects",
-            "Broker connections re-established after a loss.",
-            registry=r,
-        )
-        self.broker_connection_losses = Counter(
-            f"{PREFIX}_broker_connection_losses",
-            "Broker connections lost while serving.",
-            registry=r,
-        )
-        self.casts_sent = Counter(
-            f"{PREFIX}_published_messages",
-            "Fanout casts the service sent, by method (update_service_capabilities is a "
-            "capabilities publication, report_service_state a state report) and outcome.",
-            ["method", "outcome"],
-            registry=r,
-        )
-        self.capabilities_published = Counter(
-            f"{PREFIX}_capabilities_published",
-            "Capabilities publications sent to the scheduler.",
-            registry=r,
-        )
+        for attribute, kind, name, documentation, labels, buckets in METRICS:
+            extra = {"buckets": buckets} if buckets else {}
+            metric = kind(
+                f"{PREFIX}_{name}", documentation, labels, registry=self.registry, **extra
+            )
+            setattr(self, attribute, metric)
         # Series that exist before the first event, so a dashboard sees 0 rather than nothing.
         for reason in REJECTED.values():
             self.rpc_rejected.labels(reason)

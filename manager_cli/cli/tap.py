@@ -41,6 +41,21 @@ TAP_NICENESS = 10
 STATS_COLUMNS = ("method", "rate", "requests", "bytes", "callers", "calls", "casts", "fanouts")
 
 
+def lower_priority() -> str:
+    """Run on the CPU time the services on this host leave: an observer should not take CPU
+    from the services it watches. If it falls behind, its bounded queue drops copies (and
+    says so), the services do not. Linux's SCHED_IDLE runs it only when nothing else wants the
+    CPU (nice 10 still took a tenth of a busy core's share); elsewhere nice 10. Says which."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (AttributeError, OSError):
+        pass
+    with contextlib.suppress(OSError):
+        os.nice(TAP_NICENESS)
+    return f"nice {TAP_NICENESS}"
+
+
 def _shown_time(value: float, *, iso: bool) -> str:
     if iso:
         return iso_utc_ms(value)
@@ -92,24 +107,26 @@ def _shown_time(value: float, *, iso: bool) -> str:
     "--nice/--no-nice",
     default=True,
     show_default=True,
-    help="Run at a lower CPU priority than the services on this host.",
+    help="Run only on CPU time the services on this host leave idle (Linux SCHED_IDLE, "
+    "else nice 10).",
 )
 @output_options
 def tap(**kwargs: Any) -> None:
     """Show the requests sent to TOPIC as they happen, decoded, one line each.
 
-    The tap reads copies: an exclusive queue of its own, bound to the control exchange for
-    TOPIC and TOPIC.* (or TOPIC.HOST) and to the TOPIC_fanout exchange. The services' own
-    queues are never touched, so they receive exactly what they did before, and the queue
-    goes away with the tap. Each line: time (UTC), kind (call, cast, fanout), target, method,
-    version, namespace, request id, caller (user/project of the context), body size in bytes;
-    -f json writes one object per line (with the arguments). Compressed bodies are decoded.
-    Tokens, passwords, secrets and keys (any argument naming one, however deep) and URL
-    passwords are masked.
+    The tap reads copies: an exclusive queue of its own, bound to the control exchange with
+    TOPIC.# (TOPIC and every TOPIC.HOST; or TOPIC.HOST alone) and to the TOPIC_fanout exchange.
+    The services' own queues are never touched, so they receive exactly what they did before,
+    and the queue goes away with the tap. Each line: time (UTC), kind (call, cast, fanout),
+    target, method, version, namespace, request id, caller (user/project of the context), body
+    size in bytes; -f json writes one object per line (with the arguments). Compressed bodies
+    are decoded. Tokens, passwords, secrets and keys (any argument naming one, however deep) and
+    URL passwords are masked.
 
     The tap's queue holds at most --queue-limit copies: a tap that falls behind loses the
-    oldest ones rather than grow the broker's memory, and says how many at the end. Ctrl-C
-    stops it (exit 130) and leaves nothing on the broker.
+    oldest ones rather than grow the broker's memory, and says how many at the end. It runs
+    only on CPU time the services leave idle (--no-nice to keep its priority). Ctrl-C stops it
+    (exit 130) and leaves nothing on the broker.
 
     \b
     Examples:
@@ -127,10 +144,7 @@ def tap(**kwargs: Any) -> None:
     # job): it then closes its queue and exits 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if kwargs["nice"]:
-        # An observer should not take CPU from the services it watches on the same host: if
-        # it falls behind, its bounded queue drops copies (and says so), the services do not.
-        with contextlib.suppress(OSError):
-            os.nice(TAP_NICENESS)
+        lower_priority()
     output = output_from(kwargs)
     settings = app_state().settings
     url, options = from_settings(settings)
@@ -186,7 +200,7 @@ def _run_lines(tap_: Any, output: OutputOptions, count: int | None, duration: fl
     tap_.start()
     try:
         message(f"tapping {_bindings(tap_)}; Ctrl-C to stop")
-        tap_.run(count=count, duration=duration, tick=stream.flush)
+        tap_.run(count=count, duration=duration, tick=stream.flush, tick_interval=0)
     finally:
         tap_.close()
         try:

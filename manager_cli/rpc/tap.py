@@ -1,31 +1,36 @@
 """Watch what is sent to a topic: copies of its requests through a queue of the tap's own.
 
 A :class:`Tap` binds one exclusive, auto-delete queue ``managerctl-tap-<uuid>`` to the control
-exchange (keys ``<topic>`` and ``<topic>.#``, or ``<topic>.<host>``) and to the topic's fanout
-exchange. The broker routes a copy of every request there besides the service's own queues, so
-the services receive exactly what they did before: the tap never consumes, declares or binds a
-queue of theirs, and being exclusive its queue is allowed in every topology (quorum deployments,
-RabbitMQ 4, which refuses transient non-exclusive classic queues).
+exchange (key ``<topic>.#``, which matches ``<topic>`` itself and every ``<topic>.<host>``, dotted
+host names too; or ``<topic>.<host>``) and to the topic's fanout exchange. The broker routes a copy
+of every request there besides the service's own queues, so the services receive exactly what
+they did before: the tap never consumes, declares or binds a queue of theirs, and being exclusive
+its queue is allowed in every topology (quorum deployments, RabbitMQ 4, which refuses transient
+non-exclusive classic queues).
 
 Bounded. The queue has ``x-max-length`` with the default overflow (drop-head): a tap that falls
 behind loses its oldest copies, never grows broker memory past the limit. The broker does not
 count what it drops, so the queue dead-letters every dropped copy (``x-dead-letter-exchange``
-"" with the routing key of a second exclusive queue, ``...-dropped``); the tap counts those and
-throws them away. That second queue is bounded too (``DROPPED_QUEUE_FACTOR`` times the limit):
-should even it overflow during a long pause, the count becomes a lower bound and says so.
+"" with the routing key of a second exclusive queue, ``...-dropped``), which nobody consumes: the
+tap purges it every second and adds up what each purge removed (no delivery, no ack per dropped
+copy). That second queue is bounded too (``DROPPED_QUEUE_FACTOR`` times the limit): should it fill
+between two purges (a long pause), the count becomes a lower bound and says so.
 
-Records are plain dicts (see :func:`decode_copy`), secrets already masked (manager_cli.redact).
+Cheap per copy. What a copy costs the tap is mostly the wake-up, the read and the frame parsing
+around it, not the decoding, so copies are taken in batches: the tap sleeps ``BATCH_SECONDS``
+between drains of its connection and acknowledges each batch at once (a multiple ack), so that
+one wake-up, a few large reads and one ack serve every copy that arrived meanwhile. A copy is
+shown at most that much later.
+
+Records are plain dicts (see :class:`CopyDecoder`), secrets already masked (manager_cli.redact).
 """
 
 from __future__ import annotations
 
-import bz2
 import collections
 import contextlib
-import lzma
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,36 +47,17 @@ DROPPED_QUEUE_FACTOR = 10
 # Copies in flight to the tap (unacked) are beyond the queue's limit and never dropped, so they
 # are kept to a tenth of it: a paused tap holds at most 1.1 x queue_limit copies on the broker.
 MAX_PREFETCH = 1000
+# The pause between two drains: long enough that a busy topic's copies come many per wake-up,
+# short enough that nobody watching notices.
+BATCH_SECONDS = 0.05
+# How often the dropped copies are counted (a purge) and the fanout exchange looked for.
+CHECK_SECONDS = 1.0
 QUEUE_PREFIX = "managerctl-tap-"
-
-# kombu_compression puts the MIME type of the compressor in the ``compression`` header
-# (kombu.compression: zlib/gzip -> application/x-gzip, bz2 -> application/x-bz2, lzma/xz).
-_DECOMPRESSORS: Mapping[str, Callable[[bytes], bytes]] = {
-    "application/x-gzip": zlib.decompress,
-    "application/x-bz2": bz2.decompress,
-    "application/x-lzma": lzma.decompress,
-}
 
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
-def decompress(body: bytes, headers: Mapping[str, Any] | None) -> bytes:
-    """The body as sent before kombu compressed it (unchanged when not compressed)."""
-    kind = (headers or {}).get("compression")
-    if not kind:
-        return body
-    if isinstance(kind, bytes):
-        kind = kind.decode("ascii", "replace")
-    function = _DECOMPRESSORS.get(str(kind))
-    if function is None:
-        raise wire.WireFormatError(f"unknown compression {kind!r}")
-    try:
-        return function(body)
-    except (zlib.error, OSError, lzma.LZMAError, ValueError) as exc:
-        raise wire.WireFormatError(f"cannot decompress a {kind} body: {exc}") from None
-
-
-def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+def _first(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = mapping.get(key)
         if value not in (None, ""):
@@ -79,67 +65,98 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def caller_of(context: Mapping[str, Any]) -> str:
-    """``user/project`` of a request context, as oslo.context and nova name them."""
-    user = _first(context, "user_id", "user", "user_name") or "-"
-    project = _first(context, "project_id", "project", "tenant", "project_name") or "-"
-    return f"{user}/{project}"
+_USER_KEYS = ("user_id", "user", "user_name")
+_PROJECT_KEYS = ("project_id", "project", "tenant", "project_name")
+# The same keys as the request message has them (``_context_user_id``...).
+_PACKED_USER_KEYS = tuple(wire.CONTEXT_PREFIX + key for key in _USER_KEYS)
+_PACKED_PROJECT_KEYS = tuple(wire.CONTEXT_PREFIX + key for key in _PROJECT_KEYS)
 
 
-def decode_copy(
-    exchange: str,
-    routing_key: str,
-    properties: Any,
-    body: bytes,
-    *,
-    topic: str,
-    received: float | None = None,
-    with_args: bool = True,
-) -> dict[str, Any]:
-    """One copy as a record: time, kind, target, method, version, namespace, request id,
-    caller, bytes, and the masked args (None without ``with_args``: statistics need none);
-    ``error`` set for a copy that cannot be decoded."""
-    received = time.time() if received is None else received
-    fanout = exchange == transport.fanout_exchange_name(topic)
-    record: dict[str, Any] = {
-        "time": received,
-        "kind": "fanout" if fanout else "cast",
-        "target": exchange if fanout else routing_key,
-        "method": None,
-        "version": None,
-        "namespace": None,
-        "request_id": None,
-        "caller": None,
-        "bytes": len(body),
-        "msg_id": None,
-        "args": None,
-        "compression": None,
-        "error": None,
-    }
-    if properties.headers and properties.headers.get("compression"):
-        record["compression"] = str(properties.headers["compression"])
-    try:
-        if properties.content_type != wire.CONTENT_TYPE:
-            raise wire.WireFormatError(
-                f"content type {properties.content_type!r} (oslo servers drop it)"
-            )
-        request = wire.parse_request(wire.decode_envelope(decompress(body, properties.headers)))
-    except wire.WireFormatError as exc:
-        record["error"] = redact.mask_url_passwords(str(exc))
-        return record
-    if request.wants_reply and not fanout:
-        record["kind"] = "call"
-    context = request.context
-    record.update(
-        method=request.method,
-        version=request.version,
-        namespace=request.namespace,
-        request_id=_first(context, "request_id", "global_request_id"),
-        caller=caller_of(context),
-        msg_id=request.msg_id,
-        args=redact.mask_secrets(request.args) if with_args else None,
+def caller_of(context: Mapping[str, Any], *, packed: bool = False) -> str:
+    """``user/project`` of a request context, as oslo.context and nova name them (``packed``:
+    the request message itself, its context keys prefixed)."""
+    users, projects = (
+        (_PACKED_USER_KEYS, _PACKED_PROJECT_KEYS) if packed else (_USER_KEYS, _PROJECT_KEYS)
     )
-    return record
+    return f"{_first(context, users) or '-'}/{_first(context, projects) or '-'}"
+
+
+class CopyDecoder:
+    """Turns the copies of ``topic``'s requests into records: time, kind, target, method,
+    version, namespace, request id, caller, bytes, and the masked args (None without
+    ``with_args``: statistics need none); ``error`` set for a copy that cannot be decoded."""
+
+    def __init__(self, topic: str, *, with_args: bool = True) -> None:
+        self.with_args = with_args
+        self._fanout_exchange = transport.fanout_exchange_name(topic)
+
+    def decode(
+        self, exchange: str, routing_key: str, properties: Any, body: bytes, when: float
+    ) -> dict[str, Any]:
+        fanout = exchange == self._fanout_exchange
+        headers = properties.headers
+        compression = headers.get(wire.COMPRESSION_HEADER) if headers else None
+        record: dict[str, Any] = {
+            "time": when,
+            "kind": "fanout" if fanout else "cast",
+            "target": exchange if fanout else routing_key,
+            "method": None,
+            "version": None,
+            "namespace": None,
+            "request_id": None,
+            "caller": None,
+            "bytes": len(body),
+            "msg_id": None,
+            "args": None,
+            "compression": str(compression) if compression else None,
+            "error": None,
+        }
+        try:
+            if properties.content_type != wire.CONTENT_TYPE:
+                raise wire.WireFormatError(
+                    f"content type {properties.content_type!r} (oslo servers drop it)"
+                )
+            plain = wire.decompress_body(body, headers) if compression else body
+            message = wire.decode_envelope(plain)
+            if not self.with_args:
+                return self._brief(record, message, fanout)
+            request = wire.parse_request(message)
+        except wire.WireFormatError as exc:
+            record["error"] = redact.mask_url_passwords(str(exc))
+            return record
+        if request.wants_reply and not fanout:
+            record["kind"] = "call"
+        context = request.context
+        record.update(
+            method=request.method,
+            version=request.version,
+            namespace=request.namespace,
+            request_id=_first(context, ("request_id", "global_request_id")),
+            caller=caller_of(context),
+            msg_id=request.msg_id,
+            args=redact.mask_secrets(request.args),
+        )
+        return record
+
+    @staticmethod
+    def _brief(record: dict[str, Any], message: Mapping[str, Any], fanout: bool) -> dict[str, Any]:
+        """What statistics show (method, caller, kind), read straight from the message: no
+        context or request is built, the arguments are never looked at."""
+        method = message.get("method")
+        if not isinstance(method, str) or not method:
+            raise wire.WireFormatError("request has no method name")
+        record["method"] = method
+        record["caller"] = caller_of(message, packed=True)
+        msg_id, reply_q = message.get("_msg_id"), message.get("_reply_q")
+        if (
+            not fanout
+            and isinstance(msg_id, str)
+            and msg_id
+            and isinstance(reply_q, str)
+            and reply_q
+        ):
+            record["kind"] = "call"  # as Request.wants_reply
+        return record
 
 
 @dataclass
@@ -213,13 +230,16 @@ class Tap:
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._dropped_queue: str | None = None
+        self._dropped_limit = self.queue_limit * DROPPED_QUEUE_FACTOR
         self._last_tag = 0
         self._unacked = 0
+        self._delivered = 0  # every delivery, counted or not (a drain ends when none came)
         self.prefetch = max(1, min(MAX_PREFETCH, self.queue_limit // 10))
         self._max_kept: int | None = None
         self._ending = False
         self._ack_every = max(1, self.prefetch // 2)
         self._fanout_exchange = transport.fanout_exchange_name(self.topic)
+        self.decoder = CopyDecoder(self.topic, with_args=self.with_args)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -277,7 +297,7 @@ class Tap:
             self._dropped_queue,
             exclusive=True,
             auto_delete=True,
-            arguments={"x-max-length": self.queue_limit * DROPPED_QUEUE_FACTOR},
+            arguments={"x-max-length": self._dropped_limit},
         )
         channel.queue_declare(
             self.queue,
@@ -292,10 +312,11 @@ class Tap:
             },
         )
         if bind_topic:
-            keys = [f"{self.topic}.{self.host}"] if self.host else [self.topic, f"{self.topic}.#"]
-            for key in keys:
-                channel.queue_bind(self.queue, exchange, routing_key=key)
-                self.bindings.append((exchange, key))
+            # One binding: '#' matches zero or more words, so TOPIC.# routes TOPIC, TOPIC.HOST and
+            # TOPIC.host.example.com alike (a second one for TOPIC would only add routing work).
+            key = f"{self.topic}.{self.host}" if self.host else f"{self.topic}.#"
+            channel.queue_bind(self.queue, exchange, routing_key=key)
+            self.bindings.append((exchange, key))
         self._channel = channel
         # The fanout exchange is auto-delete and exists only while a server of the topic runs
         # (or after a client's fanout cast). The tap never creates it: its flags depend on the
@@ -303,12 +324,10 @@ class Tap:
         # would make the services' own declarations fail. Bound now if it exists, else as soon
         # as it appears (run() looks every second).
         self._bind_fanout()
-        # basic.qos applies to the consumers started after it: few copies in flight, but the
-        # dropped ones (only counted) may come in large batches.
+        # Per consumer (RabbitMQ applies basic.qos to the consumers started after it): the
+        # copies in flight stay few, and quorum-style global QoS is never asked for.
         channel.basic_qos(prefetch_count=self.prefetch)
         channel.basic_consume(self.queue, self._on_copy)
-        channel.basic_qos(prefetch_count=MAX_PREFETCH)
-        channel.basic_consume(self._dropped_queue, self._on_dropped)
 
     @property
     def fanout_bound(self) -> bool:
@@ -341,24 +360,15 @@ class Tap:
             self._channel.basic_ack(self._last_tag, multiple=True)
         self._unacked = 0
 
-    def _on_dropped(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self.counters.dropped += 1
-        self._ack(method.delivery_tag)
-
     def _on_copy(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        self._delivered += 1
+        self._ack(method.delivery_tag)  # acks go out by the batch (multiple): see _flush_acks
         if self._ending or (self._max_kept is not None and self.counters.kept >= self._max_kept):
-            self._ack(method.delivery_tag)  # after the end (--count reached, or closing)
-            return
+            return  # after the end (--count reached, or closing)
         self.counters.received += 1
-        record = decode_copy(
-            method.exchange,
-            method.routing_key,
-            properties,
-            body,
-            topic=self.topic,
-            with_args=self.with_args,
+        record = self.decoder.decode(
+            method.exchange, method.routing_key, properties, body, time.time()
         )
-        self._ack(method.delivery_tag)
         if record["error"] is not None:
             self.counters.undecodable += 1
         if not self.filter.keep(record):
@@ -367,12 +377,31 @@ class Tap:
         if self.on_record is not None:
             self.on_record(record)
 
-    def _check_dropped_queue(self) -> None:
-        """A dropped-copies queue at its own limit may have lost counts: say "at least"."""
+    def _drain(self) -> int:
+        """Take every copy the connection holds now (a few large reads), ack them at once;
+        the number of copies taken."""
+        assert self._connection is not None
+        before = self._delivered
+        while True:
+            seen = self._delivered
+            self._connection.process_data_events(time_limit=0)
+            if self._delivered == seen or (
+                self._max_kept is not None and self.counters.kept >= self._max_kept
+            ):
+                break
+        self._flush_acks()
+        return self._delivered - before
+
+    def _count_dropped(self) -> int:
+        """Add up the dropped copies dead-lettered since the last look (a purge removes and
+        counts them: nothing is delivered). A purge that found the queue full may have missed
+        some: the count becomes "at least"."""
         assert self._channel is not None and self._dropped_queue is not None
-        frame = self._channel.queue_declare(self._dropped_queue, passive=True)
-        if frame.method.message_count >= self.queue_limit * DROPPED_QUEUE_FACTOR - self.prefetch:
+        removed = self._channel.queue_purge(self._dropped_queue).method.message_count
+        self.counters.dropped += removed
+        if removed >= self._dropped_limit:
             self.counters.dropped_exact = False
+        return removed
 
     def run(
         self,
@@ -383,25 +412,42 @@ class Tap:
         tick_interval: float = 0.5,
     ) -> TapCounters:
         """Consume until ``count`` records were kept or ``duration`` seconds passed (or forever);
-        ``tick()`` runs every ``tick_interval`` seconds (a live view refreshes there)."""
+        ``tick()`` runs after a batch, at most every ``tick_interval`` seconds, and that often
+        on a quiet topic too (a live view refreshes there; 0: lines flushed after each batch)."""
         assert self._connection is not None, "start() first"
         deadline = None if duration is None else time.monotonic() + duration
         self._max_kept = count
-        next_check = time.monotonic() + 1.0
+        now = time.monotonic()
+        next_check, next_tick = now + CHECK_SECONDS, now
         try:
             while count is None or self.counters.kept < count:
+                taken = self._drain()
                 now = time.monotonic()
+                if now >= next_check:
+                    self._count_dropped()
+                    self._bind_fanout()
+                    next_check = now + CHECK_SECONDS
+                if tick is not None and now >= next_tick:
+                    tick()
+                    next_tick = now + tick_interval
                 if deadline is not None and now >= deadline:
                     break
-                limit = tick_interval if deadline is None else min(tick_interval, deadline - now)
-                self._connection.process_data_events(time_limit=max(0.0, limit))
-                self._flush_acks()
-                if time.monotonic() >= next_check:
-                    self._check_dropped_queue()
-                    self._bind_fanout()
-                    next_check = time.monotonic() + 1.0
-                if tick is not None:
-                    tick()
+                if taken >= self._ack_every:
+                    continue  # the broker may be holding more back (the prefetch window)
+                if taken == 0:
+                    # A quiet topic: sleep in the poll until a copy comes (or it is time to
+                    # look, tick or end), not in wake-ups every BATCH_SECONDS.
+                    # (A tick_interval of 0 means "after each batch": nothing to wait for.)
+                    ends = [next_check, deadline if deadline is not None else next_check]
+                    if tick is not None and tick_interval > 0:
+                        ends.append(next_tick)
+                    wait = min(ends) - now
+                    self._connection.process_data_events(time_limit=max(0.0, wait))
+                    now = time.monotonic()
+                # Let the copies that follow this one gather, to be taken in one drain.
+                # (time.sleep, not connection.sleep: that would take each copy as it comes.)
+                pause = BATCH_SECONDS if deadline is None else min(BATCH_SECONDS, deadline - now)
+                time.sleep(max(0.0, pause))
         except _PIKA_ERRORS as exc:
             raise UnavailableError(
                 f"lost the broker while tapping {self.topic}: "
@@ -411,28 +457,25 @@ class Tap:
         return self.counters
 
     def count_dropped(self, timeout: float = 2.0) -> None:
-        """Count the dropped copies still queued (the last moments, or a pause), within
-        ``timeout``: the count is only complete once that queue is empty."""
+        """Count the dropped copies not counted yet (the last moments, or a pause), within
+        ``timeout``: copies the tap still receives meanwhile are taken and not shown."""
         connection, channel = self._connection, self._channel
         if connection is None or channel is None or not channel.is_open:
             return
         deadline = time.monotonic() + timeout
         with contextlib.suppress(*_PIKA_ERRORS):
-            # No more copies shown once the tap is ending, only the drops counted. (Cancelling
-            # the consumer instead would requeue the copies in flight into a full queue, and
-            # the broker would drop, and count, as many.)
+            # Cancelling the consumer instead would requeue the copies in flight into a full
+            # queue, and the broker would drop, and count, as many.
             self._ending = True
             while True:
-                connection.process_data_events(time_limit=0.05)
-                frame = channel.queue_declare(self._dropped_queue, passive=True)
-                if frame.method.message_count == 0:
-                    # Deliveries sent before the answer arrive before it: take them too.
-                    connection.process_data_events(time_limit=0.05)
+                # A copy dropped just now may still be on its way to the dropped queue.
+                time.sleep(BATCH_SECONDS)
+                self._drain()
+                if self._count_dropped() == 0:
                     break
                 if time.monotonic() >= deadline:
                     self.counters.dropped_exact = False
                     break
-            self._flush_acks()
 
     def close(self) -> None:
         """Count the last dropped copies, delete the tap's queues and close (the broker would

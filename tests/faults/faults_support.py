@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rigs import cli as rigs_cli
+from rigs.cli import wait_for as wait_for  # the fault tests take it from here
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 OWNER_VARIABLE = "MANAGERCTL_FAULTS_OWNER"
@@ -110,15 +113,6 @@ def start_managerctl(*args: str, env: dict[str, str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def rss_kib(pid: int) -> int:
@@ -227,19 +221,7 @@ def serve(
 
 
 def pika_connection(url: str) -> Any:
-    import pika
-
-    from manager_cli.rpc.transport import parse_transport_url
-
-    host = parse_transport_url(url).hosts[0]
-    return pika.BlockingConnection(
-        pika.ConnectionParameters(
-            host.hostname,
-            host.port,
-            credentials=pika.PlainCredentials(host.username, host.password),
-            heartbeat=0,
-        )
-    )
+    return rigs_cli.pika_connection(url, heartbeat=0)
 
 
 def delete_topology(url: str, queues: Iterable[str] = (), exchanges: Iterable[str] = ()) -> None:

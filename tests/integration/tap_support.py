@@ -8,49 +8,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pika
 import pika.exceptions
+from rigs import cli as rigs_cli
+from rigs.cli import MANAGERCTL, pika_connection, unique, wait_for
+from rigs.cli import managerctl as managerctl  # the tests take it from here
 
-MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 SENDER = Path(__file__).parent / "tap_peers" / "oslo_sender.py"
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
 def clean_env(url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
-    env.pop("NO_COLOR", None)
-    env.update(
-        MANAGERCTL_TRANSPORT_URL=url,
-        MANAGERCTL_PERIODIC_FUZZY_DELAY="0",
-        PYTHONWARNINGS="ignore",
-        **extra,
-    )
-    return env
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
-def managerctl(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [MANAGERCTL, *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    return rigs_cli.clean_env(MANAGERCTL_TRANSPORT_URL=url, PYTHONWARNINGS="ignore", **extra)
 
 
 def oslo_send(url: str, exchange: str, topic: str, kind: str, *extra: str) -> str:
@@ -145,19 +116,6 @@ def scrape(port: int) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             samples[key] = float(value)
     return samples
-
-
-def pika_connection(url: str) -> pika.BlockingConnection:
-    from manager_cli.rpc.transport import parse_transport_url
-
-    host = parse_transport_url(url).hosts[0]
-    return pika.BlockingConnection(
-        pika.ConnectionParameters(
-            host.hostname,
-            host.port,
-            credentials=pika.PlainCredentials(host.username, host.password),
-        )
-    )
 
 
 def queue_state(url: str, name: str) -> tuple[int, int] | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rigs.cli import clean_env, managerctl, unique
+from rigs.cli import clean_env, managerctl, unique, wait_for
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
 # Fast reconnection for the broker-restart test: oslo's defaults wait up to 30 s between tries.
@@ -77,15 +77,6 @@ class Flaky(Manager):
     def explodes(self, context):
         raise RuntimeError("disk on fire")
 """
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 class Served:

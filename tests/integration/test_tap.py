@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -288,6 +289,8 @@ def test_nothing_left_on_the_broker_after_exit(rig, broker_url, rabbitmq):
     assert done.returncode == 0, done.stderr
     # Ctrl-C: exit 130
     tap = _tap(rig)
+    # An observer runs on the CPU time the services leave (it drops copies, they do not slow).
+    assert os.sched_getscheduler(tap.proc.pid) == os.SCHED_IDLE
     tap.send(signal.SIGINT)
     assert tap.wait() == 130
     assert not tap_queues(rabbitmq)
@@ -298,7 +301,8 @@ def test_nothing_left_on_the_broker_after_exit(rig, broker_url, rabbitmq):
 
 def test_stats_totals_as_json_when_piped(rig, broker_url):
     topic = rig["topic"]
-    tap = _tap(rig, "--stats", "--duration", "6")
+    tap = _tap(rig, "--stats", "--duration", "6", "--no-nice")
+    assert os.sched_getscheduler(tap.proc.pid) == os.SCHED_OTHER
     _publish(broker_url, topic, "often", count=30)
     _publish(broker_url, f"{topic}.h1", "rarely", count=3)
     assert tap.wait() == 0, tap.err()
@@ -337,3 +341,57 @@ def test_the_fanout_exchange_is_bound_once_a_server_creates_it(rig, broker_url):
     assert wait_for(fanout_seen, 20, 0.5)
     (first, *_) = _finish(tap, 1)
     assert first["kind"] == "fanout" and first["method"] == "echo"
+
+
+@pytest.mark.parametrize("name", ["quorum", "quorum-transient", "stream-fanout"])
+def test_every_topology(rig, rabbitmq, broker_url, name):
+    """Quorum topic queues on a durable control exchange, durable fanout exchanges, a stream
+    per fanout: the tap's exclusive queue binds beside them all, sees every kind, and the
+    service still gets each request once; Ctrl-C leaves nothing behind."""
+    from topologies import BY_NAME
+
+    url = broker_url + BY_NAME[name].query()
+    topic, host = rig["topic"], unique("h")
+    # An exchange of its own: these options make it durable, the session's "openstack" is not.
+    exchange = f"x_{topic}"
+    env = dict(rig["env"], MANAGERCTL_TRANSPORT_URL=url, MANAGERCTL_CONTROL_EXCHANGE=exchange)
+    port = free_port()
+    served = start_serve(
+        "hostinfo", host, topic, env, rig["dir"], "--metrics-address", f"127.0.0.1:{port}"
+    )
+    rig["started"].append(served)
+    tap = start_tap(topic, env, rig["dir"], "-f", "json")
+    rig["started"].append(tap)
+    assert "(no " not in tap.err()  # the server's fanout exchange was there to bind
+    context = get_admin_context()
+    with contextlib.closing(RPCClient(url, exclusive=True)) as client:
+        to = {"topic": topic, "exchange": exchange}
+        assert client.call(context, "echo", server=host, args={"value": 1}, **to) == 1
+        client.cast(context, "echo", args={"value": 2}, **to)
+        client.cast(context, "echo", fanout=True, args={"value": 3}, **to)
+
+    def echoes() -> float:
+        return scrape(port).get('managerctl_rpc_requests_total{method="echo",outcome="ok"}', 0)
+
+    wait_for(lambda: echoes() >= 3, 30)
+    records = _finish(tap, 3)
+    assert [(r["kind"], r["args"]["value"]) for r in records] == [
+        ("call", 1),
+        ("cast", 2),
+        ("fanout", 3),
+    ]
+    assert echoes() == 3
+    assert not tap_queues(rabbitmq)
+    types = {q["name"]: q["type"] for q in rabbitmq.list_queues(("name", "type"))}
+    assert types[topic] == "quorum"  # the topology really was in force
+    if name == "stream-fanout":
+        assert types[f"{topic}_fanout"] == "stream"
+    served.stop()
+    with contextlib.closing(pika_connection(broker_url)) as connection:
+        channel = connection.channel()
+        for queue in (topic, f"{topic}.{host}", f"{topic}_fanout"):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+        for name_ in (f"{topic}_fanout", exchange):
+            with contextlib.suppress(Exception):
+                channel.exchange_delete(name_)

@@ -28,6 +28,34 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def pika_connection(url: str, **parameters: Any) -> Any:
+    """A plain pika connection to the first host of a transport URL (to look or set up);
+    ``parameters``: more of pika's ConnectionParameters (e.g. heartbeat=0)."""
+    import pika
+
+    from manager_cli.rpc.transport import parse_transport_url
+
+    host = parse_transport_url(url).hosts[0]
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host.hostname,
+            host.port,
+            credentials=pika.PlainCredentials(host.username, host.password),
+            **parameters,
+        )
+    )
+
+
 def write_config(path: Path, url: str, **rabbit: object) -> Path:
     """A config file with transport_url and ``[oslo_messaging_rabbit]`` options."""
     lines = ["[DEFAULT]", f"transport_url = {url}", "", "[oslo_messaging_rabbit]"]
