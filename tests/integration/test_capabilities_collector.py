@@ -29,7 +29,7 @@ from typing import Any
 
 import pika
 import pytest
-from rigs.cli import wait_for
+from rigs.cli import wait_until
 
 from manager_cli.capabilities import ROW_COLUMNS, open_store
 
@@ -161,9 +161,9 @@ def cluster(
         for host in (cluster.host_a, cluster.host_b):
             cluster.services[host].start(cluster.env)
         for host in (cluster.host_a, cluster.host_b):
-            wait_for(lambda h=host: consumed(rabbitmq, f"hostinfo.{h}"), START_TIMEOUT)
+            wait_until(lambda h=host: consumed(rabbitmq, f"hostinfo.{h}"), START_TIMEOUT)
         cluster.services["collector"].start(cluster.env)
-        wait_for(lambda: consumed(rabbitmq, f"managerctl.{cluster.collector_host}"), START_TIMEOUT)
+        wait_until(lambda: consumed(rabbitmq, f"managerctl.{cluster.collector_host}"), START_TIMEOUT)
         yield cluster
     finally:
         for served in cluster.services.values():
@@ -194,7 +194,7 @@ def collected(cluster: Cluster, hosts: tuple[str, ...]) -> dict:
             asked[0] = time.monotonic()
         return {}
 
-    return wait_for(both_present, timeout=30)
+    return wait_until(both_present, timeout=30)
 
 
 def test_the_collector_keeps_both_hosts_with_real_values(cluster: Cluster) -> None:
@@ -257,7 +257,7 @@ def test_heartbeats_are_stored(cluster: Cluster) -> None:
             for host in (cluster.host_a, cluster.host_b)
         )
 
-    wait_for(both_reported, timeout=20)
+    wait_until(both_reported, timeout=20)
 
 
 def test_an_oslo_messaging_publisher_is_collected_like_any_other(
@@ -289,7 +289,7 @@ def test_an_oslo_messaging_publisher_is_collected_like_any_other(
     def oslo_row() -> list[dict[str, Any]]:
         return cluster.show("--service", "compute", "--host", oslo_host)
 
-    (row,) = wait_for(oslo_row, timeout=15)
+    (row,) = wait_until(oslo_row, timeout=15)
     assert row["vcpus"] == 8
     assert row["hypervisor.type"] == "kvm" and row["hypervisor.version"] == 6002000
     with open_store(cluster.store_url) as store:
@@ -300,7 +300,7 @@ def test_an_oslo_messaging_publisher_is_collected_like_any_other(
 def test_a_stopped_host_turns_stale(cluster: Cluster) -> None:
     collected(cluster, (cluster.host_a, cluster.host_b))
     cluster.services[cluster.host_a].stop()
-    wait_for(lambda: cluster.mine(cluster.show())[cluster.host_a]["age_s"] > 2.5, timeout=70)
+    wait_until(lambda: cluster.mine(cluster.show())[cluster.host_a]["age_s"] > 2.5, timeout=70)
 
     def b_fresh_again() -> dict[str, dict[str, Any]]:
         # Ask again (only B answers) and look at once: on a loaded machine a reading may come
@@ -316,13 +316,13 @@ def test_a_stopped_host_turns_stale(cluster: Cluster) -> None:
         assert rows[cluster.host_a]["state"] == "stale", rows
         return rows if rows[cluster.host_b]["state"] == "fresh" else {}
 
-    rows = wait_for(b_fresh_again, timeout=30, interval=0)
+    rows = wait_until(b_fresh_again, timeout=30, interval=0)
     assert rows[cluster.host_b]["age_s"] <= 2 < rows[cluster.host_a]["age_s"]
 
 
 def test_live_needs_no_collector_and_leaves_no_queue(cluster: Cluster, rabbitmq: Any) -> None:
     cluster.services["collector"].stop()
-    wait_for(lambda: not consumed(rabbitmq, f"managerctl.{cluster.collector_host}"))
+    wait_until(lambda: not consumed(rabbitmq, f"managerctl.{cluster.collector_host}"))
     before = {q["name"] for q in rabbitmq.list_queues()}
     # No --topic: the topics of the services in the store (hostinfo) are asked.
     result = cluster.run("capabilities", "show", "--live", "--wait", "3", "-f", "json")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pika
 import pytest
-from rigs.cli import Served, clean_env, wait_for
+from rigs.cli import Served, clean_env, wait_until
 
 from manager_cli.capabilities import open_store
 from manager_cli.rpc import wire
@@ -96,7 +96,7 @@ def collector(rabbitmq: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
                     return queue
             return None
 
-        state["queue"] = wait_for(fanout_queue, 60, what="the collector consumes its fanout")[
+        state["queue"] = wait_until(fanout_queue, 60, what="the collector consumes its fanout")[
             "name"
         ]
         state["stats"] = lambda: next(
@@ -128,7 +128,7 @@ def held_batch(collector: dict, prefix: str) -> Iterator[set[str]]:
     (delivered, unacknowledged); the hosts published."""
     with store_locked(collector["path"]):
         hosts = publish(collector["connection"], collector["topic"], prefix, UPDATES)
-        wait_for(
+        wait_until(
             lambda: collector["stats"]()["messages_unacknowledged"] == UPDATES,
             60,
             what="the collector holds the batch",
@@ -142,23 +142,23 @@ def test_nothing_acknowledged_is_lost_and_the_rest_comes_back(collector: dict) -
 
     # Written, then acknowledged.
     first = publish(connection, topic, "a", UPDATES)
-    wait_for(lambda: stored_hosts(url) >= first, 60, what="the first batch is stored")
-    wait_for(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the first batch is acked")
+    wait_until(lambda: stored_hosts(url) >= first, 60, what="the first batch is stored")
+    wait_until(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the first batch is acked")
 
     # The store refuses: delivered, but not acknowledged while it cannot be written; written
     # and acknowledged once the store is back.
     with held_batch(collector, "b") as second:
         time.sleep(1.0)  # several turns of the intake's loop
         assert stats()["messages_unacknowledged"] == UPDATES
-    wait_for(lambda: stored_hosts(url) >= second, 60, what="the held batch is stored")
-    wait_for(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the held batch is acked")
+    wait_until(lambda: stored_hosts(url) >= second, 60, what="the held batch is stored")
+    wait_until(lambda: stats()["messages_unacknowledged"] == 0, 60, what="the held batch is acked")
 
     # Killed while it cannot write: nothing it acknowledged is lost, the rest is queued again.
     with held_batch(collector, "c") as third:
         collector["proc"].kill()
         collector["proc"].wait(timeout=30)
     assert stored_hosts(url) == first | second
-    wait_for(lambda: stats()["messages_ready"] == UPDATES, 60, what="the broker requeues the batch")
+    wait_until(lambda: stats()["messages_ready"] == UPDATES, 60, what="the broker requeues the batch")
     channel = connection.channel()
     again = set()
     while True:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pika
 import pika.exceptions
-from rigs.cli import wait_for as shared_wait_for
+from rigs.cli import wait_until as shared_wait_until
 from rigs.rabbitmq import RabbitMQNode
 
 PEERS_DIR = Path(__file__).parent / "peers"
@@ -35,8 +35,8 @@ def unique_topic(prefix: str = "interop") -> str:
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy; return it, or fail the test
-    (rigs.cli.wait_for, with the interop tests' shorter defaults)."""
-    return shared_wait_for(predicate, timeout, interval)
+    (rigs.cli.wait_until, with the interop tests' shorter defaults)."""
+    return shared_wait_until(predicate, timeout, interval)
 
 
 def read_lines(path: Path) -> list[str]:

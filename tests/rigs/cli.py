@@ -120,7 +120,7 @@ class Served:
             return self.proc.wait()
 
 
-def wait_for(
+def wait_until(
     predicate: Callable[[], Any],
     timeout: float = 20.0,
     interval: float = 0.2,
@@ -128,7 +128,8 @@ def wait_for(
     what: str | None = None,
 ) -> Any:
     """``predicate()``'s first true value, asked every ``interval`` s; the test fails after
-    ``timeout`` s, naming ``what`` (or the predicate) it waited for."""
+    ``timeout`` s, naming ``what`` (or the predicate) it waited for (wait_for returns the
+    last value instead, for tests that assert on it themselves)."""
     import pytest
 
     deadline = time.monotonic() + timeout
