@@ -50,6 +50,9 @@ MAX_PREFETCH = 1000
 # The pause between two drains: long enough that a busy topic's copies come many per wake-up,
 # short enough that nobody watching notices.
 BATCH_SECONDS = 0.05
+# A drain that took this many copies is not followed by the pause: they come faster than the
+# tap takes them, so they gather anyway (a burst is taken at full speed).
+BATCH_COPIES = 100
 # How often the dropped copies are counted (a purge) and the fanout exchange looked for.
 CHECK_SECONDS = 1.0
 QUEUE_PREFIX = "managerctl-tap-"
@@ -238,6 +241,7 @@ class Tap:
         self._max_kept: int | None = None
         self._ending = False
         self._ack_every = max(1, self.prefetch // 2)
+        self._batch_copies = min(BATCH_COPIES, self._ack_every)
         self._fanout_exchange = transport.fanout_exchange_name(self.topic)
         self.decoder = CopyDecoder(self.topic, with_args=self.with_args)
 
@@ -432,8 +436,8 @@ class Tap:
                     next_tick = now + tick_interval
                 if deadline is not None and now >= deadline:
                     break
-                if taken >= self._ack_every:
-                    continue  # the broker may be holding more back (the prefetch window)
+                if taken >= self._batch_copies:
+                    continue  # a burst: more are coming, or held back by the prefetch window
                 if taken == 0:
                     # A quiet topic: sleep in the poll until a copy comes (or it is time to
                     # look, tick or end), not in wake-ups every BATCH_SECONDS.

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,7 +269,15 @@ def test_drop_counter_when_the_tap_is_paused(rig, broker_url, rabbitmq):
         assert wait_for(lambda: ready() == limit, 30, 0.5)
     finally:
         tap.send(signal.SIGCONT)
-    shown = wait_for(lambda: len(tap.lines()) >= limit and len(tap.lines()), 20)
+
+    def all_shown() -> int:
+        """The lines once no more come for a second: the kept copies and those in flight,
+        which arrive a batch at a time (stopping earlier would leave some in the queue)."""
+        before = len(tap.lines())
+        time.sleep(1.0)
+        return before >= limit and len(tap.lines()) == before and before
+
+    shown = wait_for(all_shown, 30)
     assert limit <= shown <= limit + max(1, limit // 10)
     records = _finish(tap, shown)
     dropped = sent - len(records)
