@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rigs.cli import wait_until
 
 from manager_cli.capabilities import open_store
 
@@ -41,7 +42,6 @@ from test_capabilities_collector import (  # noqa: E402
     clean_env,
     consumed,
     delete_idle_queues,
-    wait_for,
 )
 
 MANAGERCTL = os.path.join(os.path.dirname(sys.executable), "managerctl")
@@ -232,8 +232,8 @@ def test_the_collector_takes_none_of_a_schedulers_requests(
     collector = services("collector", host=collector_host)
     services("plain_mod:Plain", host=plain_host)
     try:
-        wait_for(lambda: consumed(rabbitmq, f"managerctl.{collector_host}"), 30)
-        wait_for(lambda: fanout_consumers(rabbitmq, "scheduler") >= 2, 30)  # oslo's and ours
+        wait_until(lambda: consumed(rabbitmq, f"managerctl.{collector_host}"), 30)
+        wait_until(lambda: fanout_consumers(rabbitmq, "scheduler") >= 2, 30)  # oslo's and ours
         seen = queues(rabbitmq)
         # The shared queue has the real scheduler only; no per-server queue of the collector.
         assert seen["scheduler"] == 1
@@ -248,7 +248,7 @@ def test_the_collector_takes_none_of_a_schedulers_requests(
         # nova-compute's fanout to the scheduler: the collector must ignore it quietly.
         fanout = client.prepare(fanout=True)
         fanout.cast({}, "update_instance_info", host_name="c1", instance_info={})
-        wait_for(lambda: len(scheduler.casts) == 10, 10)
+        wait_until(lambda: len(scheduler.casts) == 10, 10)
         assert sorted(scheduler.calls) == list(range(20))
 
         # Heartbeats travelled on managerctl's topic: services list sees the plain service.
@@ -257,7 +257,7 @@ def test_the_collector_takes_none_of_a_schedulers_requests(
             assert result.returncode == 0, result.stderr
             return [row for row in json.loads(result.stdout) if row["state"] == "up"]
 
-        (row,) = wait_for(plain_up, 20)
+        (row,) = wait_until(plain_up, 20)
         assert row["topic"] == "plain"
         time.sleep(2.5)  # more heartbeats, each a chance to reach the scheduler
         assert oslo["errors"].records == []
@@ -317,16 +317,16 @@ def test_cinders_capabilities_are_collected_at_3_x(
     collector = services("collector", "--scheduler-topic", "cinder-scheduler", host=collector_host)
     env = services.env
     try:
-        wait_for(lambda: fanout_consumers(rabbitmq, "cinder-scheduler") >= 2, 30)
+        wait_until(lambda: fanout_consumers(rabbitmq, "cinder-scheduler") >= 2, 30)
         # The start-up request reached cinder-volume at a version it speaks, and what it sent
         # back (cinder's exact message, 3.3) is in the store.
-        wait_for(lambda: volume.asked >= 1, 20)
+        wait_until(lambda: volume.asked >= 1, 20)
 
         def stored() -> list[Any]:
             with open_store(env["MANAGERCTL_CAPABILITIES_STORE"]) as store:
                 return store.latest(service="volume")
 
-        (record,) = wait_for(stored, 20)
+        (record,) = wait_until(stored, 20)
         assert record.host == "peerhost@fake"
         assert record.capabilities == [CINDER_UPDATE["capabilities"]]
 
@@ -362,7 +362,7 @@ def test_cinders_capabilities_are_collected_at_3_x(
             {"topic": "cinder-volume", "version": "3.0", "exchange": "cinder-volume_fanout",
              "listeners": "yes"}
         ]  # fmt: skip
-        wait_for(lambda: volume.asked > asked, 10)
+        wait_until(lambda: volume.asked > asked, 10)
 
         live = run(env, "capabilities", "show", "--live", "--wait", "2", "--scheduler-topic",
                    "cinder-scheduler", "-c", "host", "-c", "pools.free_capacity_gb",
