@@ -262,7 +262,13 @@ def test_sighup_rereads_the_config_files(serve, tmp_path):
 
 
 def test_sigterm_lets_the_running_call_finish_then_exits_0(serve):
-    service = serve("hostinfo", args=("--graceful-timeout", "10"))
+    from rigs.rabbitmq import free_port
+    from tap_support import scrape
+
+    port = free_port()
+    service = serve(
+        "hostinfo", args=("--graceful-timeout", "10", "--metrics-address", f"127.0.0.1:{port}")
+    )
     slow = subprocess.Popen(
         [MANAGERCTL, "call", service.host, "sleep", "seconds=3", "--topic", service.topic],
         env=service.env,
@@ -271,14 +277,22 @@ def test_sigterm_lets_the_running_call_finish_then_exits_0(serve):
         text=True,
     )
     try:
-        time.sleep(1.0)
+        # Signal once the service is running the call (its in-flight gauge says so), however
+        # long the call's own start-up took on a loaded machine.
+        def running() -> bool:
+            try:
+                return scrape(port).get("managerctl_rpc_requests_in_flight", 0.0) >= 1
+            except OSError:
+                return False
+
+        assert wait_for(running, timeout=20, step=0.05), service.log()
         signalled = time.monotonic()
         service.proc.send_signal(signal.SIGTERM)
         out, err = slow.communicate(timeout=20)
         assert slow.returncode == 0, err
         assert out.strip() == "3.0"
         assert service.proc.wait(timeout=20) == 0
-        assert time.monotonic() - signalled >= 1.5  # it waited for the call
+        assert time.monotonic() - signalled >= 0.5  # it waited for the call
     finally:
         if slow.poll() is None:
             slow.kill()
