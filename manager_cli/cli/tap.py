@@ -137,8 +137,8 @@ def tap(**kwargs: Any) -> None:
     """
     import signal
 
+    from ..rpc import get_transport
     from ..rpc.tap import Tap, TapFilter, TapStats
-    from ..rpc.transport import from_settings
 
     # Ctrl-C must stop a tap even when its shell started it with SIGINT ignored (a background
     # job): it then closes its queue and exits 130.
@@ -147,16 +147,14 @@ def tap(**kwargs: Any) -> None:
         lower_priority()
     output = output_from(kwargs)
     settings = app_state().settings
-    url, options = from_settings(settings)
     exchange = kwargs["exchange"]
     if not exchange and settings.explicit("control_exchange") is None:
         from ..families import default_exchange
 
         exchange = default_exchange(kwargs["topic"])  # nova's services listen on 'nova'
     tap_ = Tap(
-        url,
+        get_transport(settings),
         kwargs["topic"],
-        options=options,
         exchange=exchange,
         host=kwargs["host"],
         fanout_only=kwargs["fanout_only"],

@@ -227,8 +227,11 @@ class Tap:
             _check_name("host", self.host)
         if self.queue_limit < 1:
             raise BadInputError("the tap's queue limit must be at least 1")
-        self.url = transport.parse_transport_url(self.transport_url)
-        self.options = self.url.apply_to(self.options or transport.RabbitOptions())
+        from . import as_transport
+
+        # A Transport (rpc.get_transport(settings)), or a URL with its options.
+        self.transport = as_transport(self.transport_url, self.options)
+        self.url, self.options = self.transport.url, self.transport.options
         self.exchange = self.exchange or self.options.control_exchange
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -274,7 +277,7 @@ class Tap:
         Raises UnavailableError when the control exchange does not exist (nobody ever served
         the topic on it), and the transport's errors when the broker cannot be used.
         """
-        self._connection = transport.connect(self.url, self.options)
+        self._connection = self.transport.connect()
         try:
             self._declare()
         except BaseException:
