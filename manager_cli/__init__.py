@@ -25,6 +25,8 @@ _EXPORTS = {
     "RPCClient": "manager_cli.rpc.client",
     "RPCServer": "manager_cli.rpc.server",
     "RPCDispatcher": "manager_cli.rpc.dispatcher",
+    "Target": "manager_cli.rpc.target",
+    "get_transport": "manager_cli.rpc",
     "Settings": "manager_cli.config",
     "load_settings": "manager_cli.config",
     # what can go wrong (each error knows its exit code)
@@ -52,6 +54,8 @@ __all__ = [
     "RPCClient",
     "RPCServer",
     "RPCDispatcher",
+    "Target",
+    "get_transport",
     "Settings",
     "load_settings",
     "ManagerCtlError",
@@ -101,7 +105,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from .manager import Manager, SchedulerDependentManager
     from .periodic import periodic_task
+    from .rpc import get_transport
     from .rpc.client import RPCClient
     from .rpc.dispatcher import RPCDispatcher
     from .rpc.server import RPCServer
+    from .rpc.target import Target
     from .service import Service

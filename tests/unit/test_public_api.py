@@ -21,6 +21,8 @@ PUBLIC_API = [
     "RPCClient",
     "RPCServer",
     "RPCDispatcher",
+    "Target",
+    "get_transport",
     "Settings",
     "load_settings",
     "ManagerCtlError",
