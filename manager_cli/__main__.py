@@ -1,6 +1,6 @@
 """``python -m manager_cli``: the managerctl console script."""
 
-from manager_cli.cli.main import main
+from manager_cli.cli.entry import main
 
 if __name__ == "__main__":
     main()
