@@ -16,6 +16,7 @@ from .common import (
     open_existing_store,
     output_from,
     store_url_option,
+    watch_option,
 )
 from .complete import complete_hosts, complete_topics
 from .output import check_column_names, output_options, render_list, text_value
@@ -189,19 +190,6 @@ def _live_records(
     return records
 
 
-def _watch_option(function: Any) -> Any:
-    return click.option(
-        "--watch",
-        type=click.FloatRange(min=0.2),
-        is_flag=False,
-        flag_value=2.0,
-        default=None,
-        metavar="[SECONDS]",
-        help="Refresh every SECONDS (default 2) until Ctrl-C; a terminal highlights what "
-        "changed, a pipe gets one snapshot per interval.",
-    )(function)
-
-
 @capabilities.command("show")
 @click.argument("host_arg", metavar="[HOST]", required=False, shell_complete=complete_hosts)
 @click.option("--service", metavar="SERVICE", help="Only this service.")
@@ -239,7 +227,7 @@ def _watch_option(function: Any) -> Any:
     "family's publishers and the managerctl services that publish)."
 )
 @_version_option
-@_watch_option
+@watch_option
 @output_options
 def show(
     host_arg: str | None,

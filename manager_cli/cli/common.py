@@ -49,6 +49,20 @@ def manager_name_argument(function: Any) -> Any:
     return click.argument("name", metavar="NAME", shell_complete=complete_manager_names)(function)
 
 
+def watch_option(function: Any) -> Any:
+    """``--watch [SECONDS]``: a refreshing view (cli.output.watch), for the views of the store."""
+    return click.option(
+        "--watch",
+        type=click.FloatRange(min=0.2),
+        is_flag=False,
+        flag_value=2.0,
+        default=None,
+        metavar="[SECONDS]",
+        help="Refresh every SECONDS (default 2) until Ctrl-C; a terminal highlights what "
+        "changed, a pipe gets one snapshot per interval.",
+    )(function)
+
+
 def store_url_option(function: Any) -> Any:
     """``--store-url``: the collector's store, for the commands that read it."""
     return click.option(

@@ -9,7 +9,13 @@ from typing import Any
 import click
 
 from ..timefmt import iso_utc_or_as_is
-from .common import app_state, open_existing_store, output_from, store_url_option
+from .common import (
+    app_state,
+    open_existing_store,
+    output_from,
+    store_url_option,
+    watch_option,
+)
 from .complete import complete_hosts
 from .output import output_options, render_list
 
@@ -58,15 +64,7 @@ def services() -> None:
 @click.option(
     "--host", metavar="HOST", help="Only the services of this host.", shell_complete=complete_hosts
 )
-@click.option(
-    "--watch",
-    type=click.FloatRange(min=0.2),
-    is_flag=False,
-    flag_value=2.0,
-    default=None,
-    metavar="[SECONDS]",
-    help="Refresh every SECONDS (default 2) until Ctrl-C; a terminal highlights what changed.",
-)
+@watch_option
 @output_options
 def list_services(
     store_url: str | None,
