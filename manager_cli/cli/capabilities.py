@@ -338,6 +338,23 @@ def show(
             _card(records[0], stale_after, output)
             return
         rows, columns = rows_of(records)
+        services = sorted({row["service"] for row in rows})
+        if (
+            output.format == "table"
+            and not output.columns
+            and len(services) > 1
+            and (output.is_tty())
+        ):
+            # On a terminal, a table a service: each shows its own keys first, and what one
+            # service publishes never crowds out another's (json, csv and a pipe: one table).
+            for name in services:
+                part = [row for row in rows if row["service"] == name]
+                # The title names the service: its column would only take the width.
+                part_columns = [
+                    c for c in capability_columns(part) if c in columns and c != "service"
+                ]
+                render_list(part, part_columns, output, title=name, open_columns=live)
+            return
         # Live keys are only known once the wait is over: a key no host published is an empty
         # column and a note, not an error that throws the whole wait away.
         render_list(rows, columns, output, open_columns=live)

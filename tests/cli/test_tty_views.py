@@ -140,6 +140,33 @@ def test_the_table_fits_the_terminal_and_names_what_it_left_out(
     assert re.search(r"│ stale │\s+6m │", screen)  # the age relative, the stale row marked
 
 
+def test_each_service_gets_a_table_of_its_own_on_a_terminal(
+    pane: Any, store_url: str, tmp_path: Path
+) -> None:
+    screen = pane(140, "capabilities", "show", store_url=store_url).wait_for("EXIT=0")
+    lines = screen.splitlines()
+    # A title line a service, then its table: hostinfo's keys are not crowded out by the
+    # volume's pools, and no table repeats the service in a column.
+    titles = [i for i, line in enumerate(lines) if line.strip() in ("hostinfo", "volume")]
+    assert [lines[i].strip() for i in titles] == ["hostinfo", "volume"], screen
+    hostinfo_table = "\n".join(lines[titles[0] : titles[1]])
+    assert "cpu_count" in hostinfo_table and "pools." not in hostinfo_table, screen
+    assert "pools.free_capacity_gb" in "\n".join(lines[titles[1] :]), screen
+    assert not re.search(r"┃ service\s+┃", screen), screen
+    # A pipe keeps one table with the service column, for scripts.
+    piped = subprocess.run(
+        [MANAGERCTL, "capabilities", "show", "--store-url", store_url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+        timeout=60,
+    )
+    assert piped.returncode == 0, piped.stderr
+    header, *rows = piped.stdout.splitlines()
+    assert header.split()[:2] == ["service", "host"], piped.stdout
+    assert {row.split()[0] for row in rows} == {"hostinfo", "volume"}, piped.stdout
+
+
 def test_a_card_of_one_host_with_its_pools(pane: Any, store_url: str) -> None:
     card = pane(120, "capabilities", "show", "peerhost@fake", store_url=store_url)
     screen = card.wait_for("EXIT=0")
