@@ -104,7 +104,8 @@ def test_nested_values_are_compact_json_in_text_formats():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(None, ""), (True, "true"), (False, "false"), (3.0, "3"), (0.12345, "0.123"), (7, "7")],
+    [(None, ""), (True, "true"), (False, "false"), (3.0, "3"), (0.12345, "0.123"), (7, "7"),
+     (float("inf"), "inf"), (float("nan"), "nan")],  # fmt: skip
 )
 def test_text_value(value, text):
     assert text_value(value) == text
