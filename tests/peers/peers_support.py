@@ -399,6 +399,16 @@ class Cloud:
             t.join()
         if failures:
             raise RuntimeError("database sync failed: " + "\n".join(failures))
+        # cinder-scheduler and one cinder-volume process a backend write the same SQLite file
+        # at start; in its default journal mode a writer locks readers out, and under load
+        # a backend once gave up on "database is locked". WAL (kept in the file) lets readers
+        # on while one writes.
+        import sqlite3
+
+        for db in (self.root / "cinder" / "cinder.db", self.root / "nova" / "nova.db"):
+            if db.exists():
+                with contextlib.closing(sqlite3.connect(db)) as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
 
     def _start(self, name: str, argv: list[str], grace: float = 10.0) -> PeerProcess:
         proc = PeerProcess(
