@@ -162,3 +162,26 @@ def test_the_readme_testing_example_passes_under_pytest(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout, run.stdout
+
+
+def test_the_readme_demo_runs_to_the_end() -> None:
+    # The README's first command (`bash scripts/demo.sh` = set-up, then scripts/demo.py): the
+    # demo itself, on a throwaway broker of its own, must end well and leave nothing running.
+    import subprocess
+    import sys
+
+    demo = README.parent / "scripts" / "demo.py"
+    run = subprocess.run(
+        [sys.executable, str(demo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=README.parent,
+        start_new_session=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert "demo complete." in out, out[-3000:]
+    assert "Traceback" not in out + run.stderr, out[-3000:]
+    # What it shows is what the README says it shows: an RPC round trip and the exit codes.
+    assert "(exit 1)" in out and "(exit 69)" in out and "(service exited 0)" in out, out[-3000:]
