@@ -28,15 +28,16 @@ _SUBSTITUTIONS = [
 ]
 
 
-def _code_blocks(text: str) -> list[str]:
-    """The shell and YAML blocks (the unlabelled synopsis block uses placeholders)."""
+def _code_blocks(text: str, languages: tuple[str, ...] = ("sh", "bash", "yaml")) -> list[str]:
+    """The blocks in these languages (by default the shell and YAML ones: the unlabelled
+    synopsis block uses placeholders)."""
     blocks, current, language = [], None, ""
     for line in text.splitlines():
         if line.startswith("```"):
             if current is None:
                 current, language = [], line[3:].strip()
             else:
-                if language in ("sh", "bash", "yaml"):
+                if language in languages:
                     blocks.append("\n".join(current))
                 current = None
             continue
@@ -112,22 +113,7 @@ def test_readme_command_parses(words: list[str]) -> None:
         pytest.fail(f"README example `managerctl {' '.join(words)}` does not parse: {exc}")
 
 
-def _python_blocks(text: str) -> list[str]:
-    blocks, current = [], None
-    for line in text.splitlines():
-        if line.startswith("```"):
-            if current is None and line[3:].strip() == "python":
-                current = []
-            elif current is not None:
-                blocks.append("\n".join(current) + "\n")
-                current = None
-            continue
-        if current is not None:
-            current.append(line)
-    return blocks
-
-
-PYTHON_BLOCKS = _python_blocks(README.read_text())
+PYTHON_BLOCKS = [block + "\n" for block in _code_blocks(README.read_text(), ("python",))]
 
 
 def test_the_readme_manager_example_is_a_manager_that_serves() -> None:

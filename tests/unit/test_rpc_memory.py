@@ -323,14 +323,3 @@ def test_the_testing_docstring_example_runs() -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "manager_cli.testing docstring", "exec"), namespace)
     namespace["test_hello"]()
-
-
-def test_the_readme_testing_example_runs() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Testing your manager", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    namespace["test_hello"]()
