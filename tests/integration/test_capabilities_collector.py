@@ -29,7 +29,7 @@ from typing import Any
 
 import pika
 import pytest
-from rigs.cli import wait_until
+from rigs.cli import clean_env, wait_until
 
 from manager_cli.capabilities import ROW_COLUMNS, open_store
 
@@ -95,14 +95,6 @@ class Cluster:
 
     def logs(self) -> str:
         return "".join(f"\n--- {name} ---\n{s.tail()}" for name, s in self.services.items())
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANAGERCTL_")}
-    env.pop("NO_COLOR", None)
-    env["MANAGERCTL_PERIODIC_FUZZY_DELAY"] = "0"
-    env.update(extra)
-    return env
 
 
 def consumed(rabbitmq: Any, queue: str) -> bool:
