@@ -23,11 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pika
-import pika.exceptions
-
 from ..errors import ManagerCtlError
-from ..rpc import get_transport, wire
+from ..rpc import get_transport, transport, wire
 
 LOG = logging.getLogger(__name__)
 
@@ -41,14 +38,7 @@ BATCH_WAIT = 0.1
 # A batch the store refused is tried again after this long (doubling up to the reconnect cap).
 RETRY_DELAY = 0.5
 RECONNECT_MAX_DELAY = 30.0
-_ERRORS = (
-    pika.exceptions.AMQPConnectionError,
-    pika.exceptions.AMQPChannelError,
-    pika.exceptions.ConnectionWrongStateError,
-    pika.exceptions.ChannelWrongStateError,
-    OSError,
-    ManagerCtlError,
-)
+_ERRORS = transport.RECONNECT_ERRORS
 
 
 class FanoutIntake:

@@ -30,7 +30,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from ..errors import BadInputError, ManagerCtlError
+from ..errors import BadInputError
 from . import as_transport, refusals, transport, wire
 from .dispatcher import DispatchError, RPCDispatcher
 from .topology import QueueShape
@@ -44,15 +44,8 @@ REPLY_RETRY_INTERVAL = 0.25
 DEAD_REPLY_QUEUE_TTL = 60.0
 DEAD_REPLY_QUEUE_CACHE = 200
 
-_PIKA_ERRORS = (
-    pika.exceptions.AMQPConnectionError,
-    pika.exceptions.AMQPChannelError,
-    pika.exceptions.ConnectionWrongStateError,
-    pika.exceptions.ChannelWrongStateError,
-    OSError,
-)
-# What a lost connection, or a failed attempt to get a new one, raises.
-_CONNECTION_ERRORS = (*_PIKA_ERRORS, ManagerCtlError)
+_PIKA_ERRORS = transport.CHANNEL_LOST_ERRORS
+_CONNECTION_ERRORS = transport.RECONNECT_ERRORS
 RETURNED_CACHE = 1000
 # How long the I/O thread, having started a request on an idle server, waits for its reply
 # before it goes back to the socket (see _await_quick_reply).

@@ -32,7 +32,13 @@ from .. import names
 from .. import redact as _redact
 from ..config import DEFAULT_GROUP, boolean
 from ..config import default as _default
-from ..errors import AccessRefusedError, BadInputError, BrokerUnreachableError, ConfigError
+from ..errors import (
+    AccessRefusedError,
+    BadInputError,
+    BrokerUnreachableError,
+    ConfigError,
+    ManagerCtlError,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -445,6 +451,18 @@ def _tls_hint(reasons: list[str]) -> str:
 _CONNECTOR_ERRORS = connection_workflow.AMQPConnectorException
 
 _AUTH_ERRORS = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
+
+# What pika raises when a connection or channel a long-running consumer holds is lost or
+# closed under it (a server and the collector's intake reconnect on these).
+CHANNEL_LOST_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ChannelWrongStateError,
+    OSError,
+)
+# ... and, while it gets a new one, a failed attempt (transport.connect raises managerctl's).
+RECONNECT_ERRORS = (*CHANNEL_LOST_ERRORS, ManagerCtlError)
 
 
 def connect(
