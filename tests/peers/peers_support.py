@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import re
@@ -98,6 +99,15 @@ def placement_versions(href: str) -> dict[str, Any]:
     # on DiscoveryFailure ("No version data found remotely at all").
     version = {"id": "v1.0", "max_version": "1.39", "min_version": "1.0", "status": "CURRENT"}
     return {"versions": [{**version, "links": [{"rel": "self", "href": href}]}]}
+
+
+def side_by_side(functions: Iterable[Callable[[], object]]) -> None:
+    """Run each function on a thread of its own and wait for all of them."""
+    threads = [threading.Thread(target=function) for function in functions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 class _PlacementHandler(BaseHTTPRequestHandler):
@@ -392,11 +402,7 @@ class Cloud:
                     failures.append(f"{' '.join(argv[1:])} exited {rc}:\n{tail}")
                     return
 
-        threads = [threading.Thread(target=run, args=(p,)) for p in steps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        side_by_side(functools.partial(run, project) for project in steps)
         if failures:
             raise RuntimeError("database sync failed: " + "\n".join(failures))
         # cinder-scheduler and one cinder-volume process a backend write the same SQLite file
@@ -468,11 +474,7 @@ class Cloud:
         return f"{tails}(whole logs in {self.root / 'logs'})"
 
     def stop(self) -> None:
-        threads = [threading.Thread(target=p.stop) for p in self.procs.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        side_by_side(p.stop for p in self.procs.values())
 
     @contextlib.contextmanager
     def paused(self, *names: str) -> Iterator[None]:
@@ -681,8 +683,4 @@ class Fleet:
                 pytest.fail(f"managerctl {name} is not serving:\n{proc.tail()}", pytrace=False)
 
     def stop(self) -> None:
-        threads = [threading.Thread(target=p.stop) for p in self.procs.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        side_by_side(p.stop for p in self.procs.values())
