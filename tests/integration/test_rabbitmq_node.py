@@ -148,3 +148,21 @@ def test_own_node_stop_removes_everything() -> None:
     assert node._node_pids() == []
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", node.port), timeout=1).close()
+
+
+def test_a_first_start_on_a_port_taken_meanwhile_moves_to_a_free_one() -> None:
+    # The port picked as free is taken before the node listens (here by this test).
+    node = RabbitMQNode()
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        node._port = taken.getsockname()[1]
+        node.start()
+        try:
+            assert node.port != taken.getsockname()[1]
+            amqp_handshake("127.0.0.1", node.port, timeout=5)
+        finally:
+            node.stop()
+    finally:
+        taken.close()

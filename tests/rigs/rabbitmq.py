@@ -230,6 +230,7 @@ class RabbitMQNode:
         self._server = self._tool("rabbitmq-server")
         suffix = secrets.token_hex(4)
         self._nodename = f"{name_prefix}-{suffix}@localhost"
+        self._own_ports = port is None and dist_port is None
         ports = _free_ports(2)
         self._port = port or ports[0]
         self._dist_port = dist_port or (ports[1] if ports[1] != self._port else ports[0])
@@ -377,9 +378,26 @@ class RabbitMQNode:
         return port_accepts(self._port)
 
     def start(self, timeout: float = 60) -> RabbitMQNode:
-        """Start the node and wait until an AMQP client can log in; return self."""
+        """Start the node and wait until an AMQP client can log in; return self.
+
+        A port picked as free can be taken by someone else before the node listens on it
+        (another test's client gets it as its local port): a first start that fails with
+        eaddrinuse is tried again on new ports. A restart keeps its ports, as do given ones.
+        """
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError(f"{self._nodename} is already running")
+        fresh = self._dir is None and self._own_ports
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as exc:
+                if not fresh or attempt == 2 or "eaddrinuse" not in str(exc):
+                    raise
+            self._cleanup()
+            self._port, self._dist_port = _free_ports(2)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> RabbitMQNode:
         self._prepare_dir()
         assert self._dir is not None
         started = time.monotonic()
