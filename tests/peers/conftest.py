@@ -109,8 +109,8 @@ def cloud(
             syncing.join()
         if sync_error:
             pytest.fail(str(sync_error[0]), pytrace=False)
-        peers.start_services()
         try:
+            peers.start_services(peer_broker.list_queues)
             peers.wait_consuming(peer_broker.list_queues)
         except RuntimeError as exc:
             pytest.fail(f"the real services did not start: {exc}", pytrace=False)

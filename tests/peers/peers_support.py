@@ -272,6 +272,12 @@ class PeerProcess:
 # config files
 
 
+def sqlite_url(path: Path) -> str:
+    # pysqlite waits 5 s for a lock by default; cinder-scheduler and the volume backends write
+    # the same file every report_interval, and a loaded CI machine outlasted 5 s.
+    return f"sqlite:///{path}?timeout=60"
+
+
 def write_ini(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     lines: list[str] = []
     for section, options in sections.items():
@@ -320,8 +326,8 @@ class Cloud:
                     "report_interval": 10,
                     "periodic_fuzzy_delay": 0,
                 },
-                "database": {"connection": f"sqlite:///{d / 'nova.db'}"},
-                "api_database": {"connection": f"sqlite:///{d / 'api.db'}"},
+                "database": {"connection": sqlite_url(d / "nova.db")},
+                "api_database": {"connection": sqlite_url(d / "api.db")},
                 "oslo_concurrency": {"lock_path": d / "lock"},
                 "conductor": {"workers": 1},
                 "scheduler": {"workers": 1},
@@ -353,7 +359,7 @@ class Cloud:
                 # oslo's own ping, the clean probe of a service without the base API.
                 "rpc_ping_enabled": "true",
             },
-            "database": {"connection": f"sqlite:///{d / 'cinder.db'}"},
+            "database": {"connection": sqlite_url(d / "cinder.db")},
             "oslo_concurrency": {"lock_path": d / "locks"},
         }
         for backend in CINDER_BACKENDS:
@@ -405,17 +411,6 @@ class Cloud:
         side_by_side(functools.partial(run, project) for project in steps)
         if failures:
             raise RuntimeError("database sync failed: " + "\n".join(failures))
-        # cinder-scheduler and one cinder-volume process a backend write the same SQLite file
-        # at start; in its default journal mode a writer locks readers out, and under load
-        # a backend once gave up on "database is locked". WAL (kept in the file) lets readers
-        # on while one writes.
-        import sqlite3
-
-        for db in (self.root / "cinder" / "cinder.db", self.root / "nova" / "nova.db"):
-            if db.exists():
-                with contextlib.closing(sqlite3.connect(db)) as connection:
-                    connection.execute("PRAGMA journal_mode=WAL")
-
     def _start(self, name: str, argv: list[str], grace: float = 10.0) -> PeerProcess:
         proc = PeerProcess(
             name, argv, self.root / "logs" / f"{name}.log", peer_env(), grace=grace
@@ -423,7 +418,7 @@ class Cloud:
         self.procs[name] = proc
         return proc
 
-    def start_services(self) -> None:
+    def start_services(self, list_queues: Callable[[], list[dict]]) -> None:
         control = str(self.root / "nova" / "control.conf")
         self._start("nova-conductor", self.nova("nova-conductor", "--config-file", control))
         self._start("nova-scheduler", self.nova("nova-scheduler", "--config-file", control))
@@ -434,7 +429,24 @@ class Cloud:
                 grace=15.0,
             )
         self._start("cinder-scheduler", self.cinder("cinder-scheduler"))
+        # cinder-volume once cinder-scheduler is up: both write cinder's SQLite file while they
+        # start, and a backend whose start meets "database is locked" is not tried again
+        # (cinder.cmd.volume logs "failed to start" and runs without it).
+        self.wait_consuming(list_queues, ["cinder-scheduler", f"cinder-scheduler.{CINDER_HOST}"])
+        self._start_cinder_volume()
+
+    def _start_cinder_volume(self) -> None:
         self._start("cinder-volume", self.cinder("cinder-volume"), grace=15.0)
+
+    def _restart_failed_backends(self, restarts: list[int]) -> None:
+        """Start cinder-volume again (twice at most) when one of its backends failed to start."""
+        volume = self.procs.get("cinder-volume")
+        if volume is None or restarts[0] >= 2 or "failed to start" not in volume.text_since():
+            return
+        restarts[0] += 1
+        volume.stop()
+        volume.log.rename(volume.log.with_suffix(f".failed-{restarts[0]}.log"))
+        self._start_cinder_volume()
 
     # The queues whose consumers prove the services are up.
     @staticmethod
@@ -452,15 +464,24 @@ class Cloud:
             *(f"cinder-volume.{CINDER_HOST}@{b}" for b in CINDER_BACKENDS),
         ]
 
-    def wait_consuming(self, list_queues: Callable[[], list[dict]], timeout: float = 180) -> None:
+    def wait_consuming(
+        self,
+        list_queues: Callable[[], list[dict]],
+        queues: Sequence[str] | None = None,
+        timeout: float = 180,
+    ) -> None:
+        """Wait until every one of *queues* (default: all the services') has a consumer."""
+        expected = list(queues or self.expected_queues())
         deadline = time.monotonic() + timeout
-        missing: list[str] = self.expected_queues()
+        missing = expected
+        restarts = [0]
         while time.monotonic() < deadline:
+            self._restart_failed_backends(restarts)
             dead = [p.name for p in self.procs.values() if not p.running()]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited early:\n{self.tails(dead)}")
             consumed = {q["name"] for q in list_queues() if q.get("consumers", 0) > 0}
-            missing = [q for q in self.expected_queues() if q not in consumed]
+            missing = [q for q in expected if q not in consumed]
             if not missing:
                 return
             time.sleep(1)
