@@ -411,6 +411,7 @@ class Cloud:
         side_by_side(functools.partial(run, project) for project in steps)
         if failures:
             raise RuntimeError("database sync failed: " + "\n".join(failures))
+
     def _start(self, name: str, argv: list[str], grace: float = 10.0) -> PeerProcess:
         proc = PeerProcess(
             name, argv, self.root / "logs" / f"{name}.log", peer_env(), grace=grace
