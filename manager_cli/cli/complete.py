@@ -3,23 +3,26 @@
 Each function is a click ``shell_complete`` callback. They run on every TAB press, so they read
 only what is already on this machine (entry points, manager classes, a small state file) and
 never talk to a broker. A completion must never break the shell: any error yields no candidates.
-Module level imports stay light (click and the stdlib) because the command modules import this.
+Module level imports stay light (click, and of the stdlib only what a one-shot ``call`` loads
+anyway) because the command modules import this for their ``shell_complete=``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
-Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from click.shell_completion import CompletionItem
+
+Completer = Callable[[click.Context, click.Parameter, str], "list[CompletionItem]"]
 
 # Parameter names that carry the request context rather than an RPC argument.
 _CONTEXT_PARAMS = ("context", "ctxt", "ctx")
@@ -39,6 +42,8 @@ def _quiet(function: Completer) -> Completer:
 
 
 def _items(pairs: Iterable[tuple[str, str | None]], incomplete: str) -> list[CompletionItem]:
+    from click.shell_completion import CompletionItem
+
     return [
         CompletionItem(value, help=help_text)
         for value, help_text in pairs
@@ -173,6 +178,8 @@ def complete_rpc_arguments(
         exposed = {m["name"]: m["signature"] for m in describe_manager_class(cls)["rpc_methods"]}
         if method not in exposed:
             continue
+        import inspect
+
         parameters = list(inspect.signature(getattr(cls, method)).parameters.values())[1:]
         if parameters and parameters[0].name in _CONTEXT_PARAMS:
             parameters = parameters[1:]
@@ -187,6 +194,8 @@ def complete_rpc_arguments(
 def hosts_file() -> Path:
     """Where completion reads known hosts: $MANAGERCTL_STATE_DIR/hosts, else
     $XDG_STATE_HOME/managerctl/hosts (~/.local/state/managerctl/hosts)."""
+    from pathlib import Path
+
     state_dir = os.environ.get("MANAGERCTL_STATE_DIR")
     if state_dir:
         return Path(state_dir) / "hosts"

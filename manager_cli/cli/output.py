@@ -8,7 +8,6 @@ never pay for it. stdout carries data only; people-facing messages go to stderr.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -424,6 +423,8 @@ def _write_yaml(data: Any, opts: OutputOptions) -> None:
 
 
 def _write_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], opts: OutputOptions):
+    import csv  # only -f csv needs it
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -865,6 +866,8 @@ class RecordStream:
             data = {col: record.get(col) for col in self.columns}
             out.write(json.dumps(data, default=_json_default, separators=(",", ":")) + "\n")
         elif fmt == "csv":
+            import csv
+
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             if not self._header_done:

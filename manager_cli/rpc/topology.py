@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,7 +84,12 @@ def queue_manager_name(hostname: str, processname: str) -> str:
     ``pg:counter:start``), so two processes of one service never take the same name, and a
     restarted service (a new process group) starts over at 1 and reuses its old queues.
     """
-    directory = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    if os.path.isdir("/dev/shm"):
+        directory = "/dev/shm"
+    else:
+        import tempfile  # off every other path: a one-shot call would pay ~3 ms for it
+
+        directory = tempfile.gettempdir()
     path = os.path.join(directory, f"{hostname}_{processname}_qmanager")
     group, start = _service_identity()
     with open(path, "a+", encoding="ascii") as counter_file:

@@ -152,6 +152,31 @@ def test_piped_json_commands_import_no_rich_or_pika():
     assert result.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_one_shot_call_loads_only_what_it_uses():
+    """A call pays for no completion helper, csv writer, temp-file module or Rich: each is a few
+    ms of a ~100 ms process that bench_oneshot holds within 1.3x of raw pika."""
+    code = textwrap.dedent(
+        """\
+        import json, sys
+        from manager_cli.cli.entry import main
+        sys.argv = ["managerctl", "call", "h1", "echo", "--topic", "t", "-f", "json"]
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+        unused = {"csv", "tempfile", "click.shell_completion", "oslo_config", "yaml"}
+        loaded = [m for m in sys.modules if m in unused or m.split(".")[0] == "rich"]
+        print(json.dumps({"exit": code, "pika": "pika" in sys.modules, "unused": loaded}))
+        """
+    )
+    # Port 1 refuses at once: the call has imported all it needs by the time it connects.
+    env = clean_env(MANAGERCTL_TRANSPORT_URL="rabbit://guest:guest@127.0.0.1:1/")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["exit"] == 69 and seen["pika"], result.stderr
+    assert seen["unused"] == [], result.stderr
+
+
 @pytest.mark.parametrize("module", ["manager_cli", "manager_cli.cli.main"])
 def test_python_dash_m(module):
     result = subprocess.run(

@@ -213,7 +213,7 @@ def test_one_shot_reply_queue_is_exclusive_classic_in_every_topology() -> None:
 
 def test_queue_manager_names_count_per_service(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("manager_cli.rpc.topology.os.path.isdir", lambda path: False)
-    monkeypatch.setattr("manager_cli.rpc.topology.tempfile.gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     names = [queue_manager_name("node1", "mctl-test") for _ in range(3)]
     assert names == ["node1:mctl-test:1", "node1:mctl-test:2", "node1:mctl-test:3"]
     # Another service generation (a restart: another process group) starts over.
