@@ -15,7 +15,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
@@ -452,6 +452,30 @@ class Settings:
     default server to probe, ping or call, never managerctl's own identity.
     """
 
+    # The [DEFAULT] options as attributes, typed for mypy; __getattr__ serves them at run time
+    # (tests/unit/test_config.py pins these annotations to the OptionSpecs above).
+    host: str
+    transport_url: str
+    control_exchange: str
+    rpc_response_timeout: int
+    rpc_ping_enabled: bool
+    enabled_backends: list[str]
+    connect_timeout: float
+    max_message_size: int
+    periodic_enable: bool
+    periodic_fuzzy_delay: int
+    periodic_interval_max: int
+    run_external_periodic_tasks: bool
+    report_interval: int
+    service_down_time: int
+    capabilities_store: str | None
+    scheduler_topic: str
+    collector_topics: list[str] | None
+    capabilities_history_keep: int
+    capabilities_history_max_age: float
+    services_prune_after: float
+    capabilities_stale_after: float
+
     def __init__(
         self,
         values: Mapping[tuple[str, str], OptionValue],
@@ -486,13 +510,15 @@ class Settings:
         except KeyError:
             raise ConfigError(f"no such option [{group}] {name}") from None
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._values[(DEFAULT_GROUP, name)].value
-        except KeyError:
-            raise AttributeError(name) from None
+    if not TYPE_CHECKING:  # so that mypy flags a name that is not an option
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("_"):
+                raise AttributeError(name)
+            try:
+                return self._values[(DEFAULT_GROUP, name)].value
+            except KeyError:
+                raise AttributeError(name) from None
 
     def describe(self) -> list[OptionValue]:
         """Every option with its value and source (secrets are still in clear: mask to show)."""

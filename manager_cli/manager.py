@@ -14,12 +14,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import names
 from .errors import UnknownNameError
 from .periodic import PeriodicTasks, periodic_task, task_specs
 from .rpc.dispatcher import JsonSerializer, RPCDispatcher, Target, rpc_methods
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class Manager(PeriodicTasks):
         db_driver: str | None = None,
         service_name: str = "undefined",
         *,
-        settings: Any = None,
+        settings: Settings | None = None,
         **periodic_options: Any,
     ) -> None:
         if settings is None:

@@ -29,13 +29,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, names
 from .context import get_admin_context
 from .errors import ManagerCtlError, TaskFailedError, UnavailableError
 from .manager import MANAGERCTL_TOPIC, HookRun, Manager, SchedulerDependentManager, run_hook
 from .rpc.dispatcher import Target
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 __all__ = [
     "CONTROL_API_VERSION",
@@ -252,7 +255,7 @@ def _one_line(exc: BaseException) -> str:
     return mask_url_passwords(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-def _default_server_factory(settings: Any) -> Callable[..., Any]:
+def _default_server_factory(settings: Settings) -> Callable[..., Any]:
     def build(**kwargs: Any) -> Any:
         from .rpc import get_transport
         from .rpc.server import RPCServer
@@ -263,7 +266,7 @@ def _default_server_factory(settings: Any) -> Callable[..., Any]:
     return build
 
 
-def _default_client_factory(settings: Any) -> Callable[[], Any]:
+def _default_client_factory(settings: Settings) -> Callable[[], Any]:
     def build() -> Any:
         from .rpc import get_transport
         from .rpc.client import RPCClient
@@ -286,7 +289,7 @@ class Service:
         manager: Manager,
         *,
         topic: str,
-        settings: Any,
+        settings: Settings,
         graceful_timeout: float = 30.0,
         server_factory: Callable[..., Any] | None = None,
         client_factory: Callable[[], Any] | None = None,
@@ -552,7 +555,7 @@ class Service:
 
     # -- reload ------------------------------------------------------------------------------------
 
-    def reload(self, settings: Any) -> None:
+    def reload(self, settings: Settings) -> None:
         """Apply re-read configuration (SIGHUP): intervals and task options change at once;
         the connection, the host and the queues need a restart."""
         needs_restart = [

@@ -46,13 +46,16 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInputError, ManagerCtlError
 from ..manager import MANAGERCTL_TOPIC, SCHEDULER_TOPIC, Manager
 from ..periodic import periodic_task
 from .families import PublishTarget, publish_targets
 from .store import DEFAULT_HISTORY_KEEP, CapabilityStore, open_store, store_url_from
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -144,7 +147,7 @@ class BatchWriter:
         self.written += len(batch)
 
 
-def ask_to_publish(settings: Any, targets: Iterable[PublishTarget]) -> list[PublishTarget]:
+def ask_to_publish(settings: Settings, targets: Iterable[PublishTarget]) -> list[PublishTarget]:
     """Fanout-cast ``publish_service_capabilities`` to each target at its version."""
     from ..context import get_admin_context
     from ..rpc import get_transport

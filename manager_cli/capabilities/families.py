@@ -20,10 +20,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInputError
 from ..families import FAMILIES
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = [
     "DEFAULT_PUBLISH_VERSION",
@@ -98,7 +101,7 @@ def parse_target(text: str, version: str | None = None) -> PublishTarget:
 
 
 def collector_topics(
-    settings: Any = None, environ: Mapping[str, str] | None = None
+    settings: Settings | None = None, environ: Mapping[str, str] | None = None
 ) -> list[str] | None:
     """``[DEFAULT] collector_topics``, else $MANAGERCTL_COLLECTOR_TOPICS (comma separated);
     None when neither is set (then the family's known publishers are asked)."""
@@ -121,7 +124,7 @@ def _major_zero(version: Any) -> str | None:
 def publish_targets(
     scheduler_topic: str,
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     services: Iterable[Mapping[str, Any]] = (),
     environ: Mapping[str, str] | None = None,
 ) -> list[PublishTarget]:

@@ -21,10 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ManagerCtlError
 from ..rpc import get_transport, transport, wire
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class FanoutIntake:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         topic: str,
         on_batch: Callable[[list[tuple[wire.Request, float]]], None],
         *,

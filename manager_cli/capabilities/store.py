@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import BadInputError, ManagerCtlError, UnavailableError
 from ..redact import mask_url_passwords
@@ -60,6 +60,9 @@ from .records import (
     diff_text,
     flatten_capabilities,
 )
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = [
     "STORE_ENV",
@@ -100,7 +103,9 @@ def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(state_home) / "managerctl" / "capabilities.sqlite"
 
 
-def store_url_from(settings: Any = None, environ: Mapping[str, str] | None = None) -> str | None:
+def store_url_from(
+    settings: Settings | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """The configured store URL: ``[DEFAULT] capabilities_store``, else $MANAGERCTL_CAPABILITIES_STORE.
 
     None means the default SQLite file (:func:`default_store_path`).

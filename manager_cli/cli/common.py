@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import OutputOptions, options_from_kwargs
 
+if TYPE_CHECKING:
+    from .main import AppState
 
-def app_state() -> Any:
-    """The global options of this invocation (an AppState)."""
+
+def app_state() -> AppState:
+    """The global options of this invocation."""
     ctx = click.get_current_context()
     obj = ctx.find_root().obj
     if obj is None:  # invoked without the root group (e.g. in a test)
         from .main import AppState
 
         obj = ctx.find_root().obj = AppState()
-    return obj
+    state: AppState = obj
+    return state
 
 
 def output_from(kwargs: dict[str, Any]) -> OutputOptions:

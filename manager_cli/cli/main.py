@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +23,9 @@ from ..errors import (
     ManagerCtlError,
 )
 from ..redact import mask_url_passwords
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 # command name -> "module:attribute" under manager_cli.cli, in the order --help lists them.
 LAZY_COMMANDS: dict[str, str] = {
@@ -74,10 +77,10 @@ class AppState:
     transport_url: str | None = None
     debug: bool = False
     no_color: bool = False
-    _settings: Any = field(default=None, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         if self._settings is None:
             from ..config import load_settings
 

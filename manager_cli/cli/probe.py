@@ -7,7 +7,7 @@ terminal (the default output is one line of values).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,12 +17,15 @@ from .complete import complete_hosts, complete_topics
 from .output import OutputOptions, output_options_with, render_list, render_one
 from .progress import waiting
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 # The one line a single probe prints by default, and the columns of the --all table.
 LINE_COLUMNS = ["host", "topic", "verdict", "rtt_ms"]
 TABLE_COLUMNS = ["host", "service", "verdict", "rtt_ms", "answer"]
 
 
-def default_hosts(settings: Any, topic: str) -> list[str]:
+def default_hosts(settings: Settings, topic: str) -> list[str]:
     """The servers a probe without HOST checks: this host's, one per cinder backend."""
     from ..families import family_of_topic
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import app_state, load_manager, manager_name_argument
 from .complete import complete_hosts, complete_topics
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 # The OpenStack service log line: time, pid, level, logger, [request context], message.
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s [-] %(message)s"
@@ -150,7 +153,7 @@ def serve(
             metrics.close()
 
 
-def _start_metrics(address: str | None, settings: Any) -> Any:
+def _start_metrics(address: str | None, settings: Settings) -> Any:
     """The service's metrics, exposed over HTTP, or None when not asked for."""
     from ..config import MANAGERCTL_GROUP
 

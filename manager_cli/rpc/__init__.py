@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from .transport import RabbitOptions, TransportURL
     from .transport_base import Transport
 
@@ -17,7 +18,7 @@ MEMORY_SCHEME = "memory"
 
 
 def get_transport(
-    settings: Any = None,
+    settings: Settings | None = None,
     *,
     url: str | TransportURL | None = None,
     options: RabbitOptions | None = None,

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib import parse
 
 import pika
@@ -39,6 +39,9 @@ from ..errors import (
     ConfigError,
     ManagerCtlError,
 )
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -335,7 +338,7 @@ mask_url_passwords = _redact.mask_url_passwords
 # Connections
 
 
-def from_settings(settings: Any) -> tuple[TransportURL, RabbitOptions]:
+def from_settings(settings: Settings) -> tuple[TransportURL, RabbitOptions]:
     """The transport URL and rabbit options of managerctl's settings (manager_cli.config)."""
     from ..config import rabbit_options
 

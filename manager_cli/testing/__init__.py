@@ -39,9 +39,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..rpc.memory import MemoryBroker, MemoryTransport, get_broker
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = ["MemoryBroker", "MemoryTransport", "get_broker", "served", "memory_settings"]
 
@@ -70,7 +73,7 @@ def served(
     *,
     topic: str | None = None,
     host: str = "test-host",
-    settings: Any = None,
+    settings: Settings | None = None,
     timeout: float = 5.0,
 ) -> Iterator[Any]:
     """Serve ``manager`` (a Manager class or instance) on a fresh in-memory broker; yields an

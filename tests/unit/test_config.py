@@ -458,3 +458,26 @@ def test_a_file_is_a_services_by_name_or_by_its_sections_unless_it_says_managerc
     plain.write_text("[DEFAULT]\nhost = x\n")
     assert is_service_config(str(named)) and is_service_config(str(sections))
     assert not is_service_config(str(own)) and not is_service_config(str(plain))
+
+
+def test_settings_attributes_are_typed_as_their_option_specs():
+    """mypy reads Settings' annotations; __getattr__ serves the values. Each [DEFAULT] option
+    has an annotation of its spec's type (optional when it has no default), and nothing else
+    is annotated as if it were an option."""
+    import typing
+
+    from manager_cli import config
+
+    python_type = {"str": str, "int": int, "float": float, "bool": bool, "list": list[str]}
+    hints = typing.get_type_hints(config.Settings)
+    options = {name for group, name in config._SPECS if group == config.DEFAULT_GROUP}
+    assert set(hints) == options
+    for (group, name), spec in config._SPECS.items():
+        if group != config.DEFAULT_GROUP:
+            continue
+        expected: object = python_type[spec.type]
+        if spec.default is None and spec.default_factory is None:
+            expected = expected | None
+        assert hints[name] == expected, name
+        value = config.load_settings(environ={}).get(name)
+        assert value is None or isinstance(value, typing.get_origin(expected) or expected), name
