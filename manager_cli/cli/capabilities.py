@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..capabilities import flatten
-from ..errors import BadInputError, ManagerCtlError, TaskFailedError, UnavailableError
+from ..errors import BadInputError, TaskFailedError
 from .common import (
     app_state,
     load_manager,
@@ -62,48 +62,9 @@ def _version_option(function: Any) -> Any:
 
 
 def _scheduler_topic(given: str | None) -> str:
-    from ..manager import SCHEDULER_TOPIC
+    from ..ops.capabilities import scheduler_topic
 
-    return given or str(getattr(app_state().settings, "scheduler_topic", None) or SCHEDULER_TOPIC)
-
-
-def _publish_targets(
-    store_url: str | None,
-    scheduler_topic: str,
-    topics: tuple[str, ...],
-    version: str | None,
-    service: str | None = None,
-) -> list[Any]:
-    """Whom to ask, each at its version: ``--topic`` as given, else the family's publishers
-    and the managerctl services that said they publish (only those of ``service``, if given)."""
-    from ..capabilities.families import parse_target, publish_targets
-
-    if topics:
-        return list({t.topic: t for t in (parse_target(x, version) for x in topics)}.values())
-    settings = app_state().settings
-    try:
-        store = open_existing_store(store_url)
-    except ManagerCtlError:
-        # No store yet (or unreachable): asking the family's known publishers is still useful.
-        store = None
-    try:
-        services = [] if store is None else store.services(service=service)
-    finally:
-        if store is not None:
-            store.close()
-    if service is not None:
-        targets = publish_targets(scheduler_topic, settings=settings, services=services)
-        targets = [t for t in targets if t.topic in {s.get("topic") for s in services}]
-        if not targets:
-            raise BadInputError(
-                f"no service {service!r} that publishes to {scheduler_topic!r} is known",
-                hint="give --topic TOPIC[:VERSION], or check --scheduler-topic",
-            )
-    else:
-        targets = publish_targets(scheduler_topic, settings=settings, services=services)
-    if version is not None:
-        targets = [parse_target(t.topic, version) for t in targets]
-    return targets
+    return scheduler_topic(app_state().settings, given)
 
 
 @click.group()
@@ -139,55 +100,6 @@ def gather(name: str, **kwargs: Any) -> None:
     failed = [run.task for run in runs if run.outcome == "failed"]
     if failed:
         raise TaskFailedError(f"periodic task {', '.join(failed)} failed while gathering")
-
-
-def _listen_live(scheduler_topic: str, targets: list[Any], wait: float) -> list[Any]:
-    """Join the scheduler fanout, ask ``targets`` to publish, gather for ``wait`` seconds."""
-    from ..capabilities import CapabilityRecord
-    from ..capabilities.collector import PUBLISH_METHOD, UPDATE_METHOD
-    from ..context import get_admin_context
-    from ..rpc import get_transport
-    from ..rpc.listen import FanoutListener
-
-    transport = get_transport(app_state().settings)
-    with FanoutListener(transport, topic=scheduler_topic) as listener:
-        context = get_admin_context()
-        for target in targets:
-            listener.fanout_cast(context, target.topic, PUBLISH_METHOD, version=target.version)
-        heard = listener.listen(wait)
-    latest: dict[tuple[str, str], CapabilityRecord] = {}
-    for received_at, request in heard:
-        args = request.args
-        if request.method != UPDATE_METHOD or not args.get("service_name") or not args.get("host"):
-            continue
-        caps = args.get("capabilities")
-        record = CapabilityRecord(
-            str(args["service_name"]),
-            str(args["host"]),
-            caps if isinstance(caps, list) else [caps],
-            received_at,
-        )
-        latest[(record.service, record.host)] = record
-    return [latest[key] for key in sorted(latest)]
-
-
-def _live_records(
-    store_url: str | None,
-    scheduler_topic: str,
-    topics: tuple[str, ...],
-    version: str | None,
-    wait: float,
-) -> list[Any]:
-    targets = _publish_targets(store_url, scheduler_topic, topics, version)
-    records = _listen_live(scheduler_topic, targets, wait)
-    if not records:
-        asked = ", ".join(str(target) for target in targets) or "nobody"
-        raise UnavailableError(
-            f"no service published capabilities to {scheduler_topic!r} within {wait:g}s "
-            f"(asked: {asked})",
-            hint="are services running, and are --scheduler-topic and --topic right? raise --wait",
-        )
-    return records
 
 
 @capabilities.command("show")
@@ -291,8 +203,15 @@ def show(
 
     def records_now() -> list[Any]:
         if live:
-            found = _live_records(
-                store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, wait
+            from ..ops.capabilities import live_records
+
+            found = live_records(
+                app_state().settings,
+                store_url,
+                _scheduler_topic(scheduler_topic),
+                topics,
+                rpc_version,
+                wait,
             )
             return [
                 record
@@ -413,47 +332,21 @@ def publish(
       managerctl capabilities publish --scheduler-topic cinder-scheduler
       managerctl capabilities publish --topic cinder-volume:3.0
     """
-    from ..capabilities.collector import PUBLISH_METHOD
-    from ..context import get_admin_context
     from ..errors import NoConsumerError, PartialResultError
     from ..names import fanout_exchange_name
-    from ..rpc import get_transport
-    from ..rpc.client import RPCClient
+    from ..ops import capabilities as live
 
     output = output_from(kwargs)
     check_column_names(output)
-    chosen = _publish_targets(
-        store_url, _scheduler_topic(scheduler_topic), topics, rpc_version, service
-    )
+    settings = app_state().settings
+    scheduler = _scheduler_topic(scheduler_topic)
+    chosen = live.publish_targets(settings, store_url, scheduler, topics, rpc_version, service)
     if not chosen:
         raise BadInputError(
-            f"no publisher of {_scheduler_topic(scheduler_topic)!r} is known",
+            f"no publisher of {scheduler!r} is known",
             hint="give --topic TOPIC[:VERSION], or set collector_topics",
         )
-    rows = []
-    with RPCClient(get_transport(app_state().settings)) as client:
-        context = get_admin_context()
-        for target in chosen:
-            try:
-                client.cast(
-                    context,
-                    PUBLISH_METHOD,
-                    topic=target.topic,
-                    fanout=True,
-                    version=target.version,
-                    require_listener=True,
-                )
-                listening = "yes"
-            except NoConsumerError:
-                listening = "none"
-            rows.append(
-                {
-                    "topic": target.topic,
-                    "version": target.version,
-                    "exchange": fanout_exchange_name(target.topic),
-                    "listeners": listening,
-                }
-            )
+    rows = live.publish(settings, chosen)
     render_list(rows, ["topic", "version", "exchange", "listeners"], output)
     unheard = [row["topic"] for row in rows if row["listeners"] == "none"]
     if len(unheard) == len(rows):
