@@ -65,7 +65,7 @@ HEADLINE_KEYS: tuple[str, ...] = (
     "running_vms",
     "load.1m",
     "cpu_count",
-    "mem_available_kb",
+    "memory_available_mb",
     "disk_free_gb",
 )
 # What names an item of a list-of-dict capability in its row's host (cinder: host@backend#pool).

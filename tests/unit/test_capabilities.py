@@ -157,6 +157,21 @@ def test_capability_columns_are_the_fixed_ones_then_sorted_keys() -> None:
     assert capability_columns(rows) == [*ROW_COLUMNS, "a", "b"]
 
 
+def test_hostinfos_headline_keys_are_ones_it_publishes() -> None:
+    """A narrow table keeps HEADLINE_KEYS first: for hostinfo they must be keys it sends (a
+    misspelt one silently gave the memory column's place to load.5m)."""
+    from manager_cli.capabilities.records import HEADLINE_KEYS
+    from manager_cli.examples.hostinfo import HostInfoManager
+
+    manager = HostInfoManager(host="h1")
+    for task in ("gather_cpu", "gather_memory", "gather_disk", "gather_system"):
+        getattr(manager, task)(None)
+    published = flatten(manager.last_capabilities[0])
+    hostinfo_headlines = ("load.1m", "cpu_count", "memory_available_mb", "disk_free_gb")
+    assert set(hostinfo_headlines) <= set(HEADLINE_KEYS)
+    assert set(hostinfo_headlines) <= set(published)
+
+
 # ---------------------------------------------------------------------------
 # Where the store is
 
