@@ -41,7 +41,7 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    pass
 
 LOG = logging.getLogger(__name__)
 
@@ -336,13 +336,6 @@ mask_url_passwords = _redact.mask_url_passwords
 
 # ---------------------------------------------------------------------------
 # Connections
-
-
-def from_settings(settings: Settings) -> tuple[TransportURL, RabbitOptions]:
-    """The transport URL and rabbit options of managerctl's settings (manager_cli.config)."""
-    from ..config import rabbit_options
-
-    return parse_transport_url(settings.transport_url), RabbitOptions(**rabbit_options(settings))
 
 
 def connection_name() -> str:

@@ -428,11 +428,11 @@ def test_oslo_fanout_reaches_managerctl(world):
     # scheduler's fanout, where a listener with the same config hears it.
     from manager_cli.config import load_settings
     from manager_cli.manager import SCHEDULER_TOPIC
+    from manager_cli.rpc import get_transport
     from manager_cli.rpc.listen import FanoutListener
-    from manager_cli.rpc.transport import from_settings
 
-    url, options = from_settings(load_settings([str(world.config)], environ={}))
-    with FanoutListener(url, topic=SCHEDULER_TOPIC, options=options) as listener:
+    transport = get_transport(load_settings([str(world.config)], environ={}))
+    with FanoutListener(transport, topic=SCHEDULER_TOPIC) as listener:
         world.oslo_client(fanout=True).cast({}, "publish_service_capabilities")
         heard = wait_for(
             lambda: [r for _, r in listener.listen(0.2) if r.args.get("host") == MCTL_HOST],
