@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib import parse
 
 import pika
@@ -39,9 +39,6 @@ from ..errors import (
     ConfigError,
     ManagerCtlError,
 )
-
-if TYPE_CHECKING:
-    pass
 
 LOG = logging.getLogger(__name__)
 
