@@ -376,12 +376,13 @@ def layout_table(
         def total(indexes: list[int]) -> int:
             return sum(widths[i] for i in indexes) + RICH_COLUMN_PADDING * len(indexes) + 1
 
-        # Leave out the last other columns first; identity columns stay whatever it takes.
-        for index in reversed(range(len(columns))):
-            if total(kept) <= width:
-                break
-            if columns[index] not in keep_whole:
-                kept.remove(index)
+        # Identity columns stay whatever it takes; the others, in their order (which is their
+        # priority), each where it still fits, so one wide column does not push out all the
+        # narrow ones after it.
+        kept = [i for i, col in enumerate(columns) if col in keep_whole]
+        for index, col in enumerate(columns):
+            if col not in keep_whole and total(sorted([*kept, index])) <= width:
+                kept = sorted([*kept, index])
     return TableLayout(
         columns=[columns[i] for i in kept],
         headers=[headers[i] for i in kept],
@@ -392,9 +393,15 @@ def layout_table(
     )
 
 
-def _omitted_note(omitted: Sequence[str]) -> str:
+def _omitted_note(omitted: Sequence[str], width: int | None = None) -> str:
+    """What was left out; folded at word ends to ``width`` (a terminal would cut mid-word)."""
     shown = ", ".join(omitted[:8]) + (f" and {len(omitted) - 8} more" if len(omitted) > 8 else "")
-    return f"{len(omitted)} column(s) left out to fit: {shown} (--wide for all, -c to choose)"
+    text = f"{len(omitted)} column(s) left out to fit: {shown} (--wide for all, -c to choose)"
+    if width is None or len(text) <= width:
+        return text
+    import textwrap
+
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -543,7 +550,7 @@ def _write_rich_table(
         console.width = width
     console.print(table)
     if omitted:
-        message(_omitted_note(omitted))
+        message(_omitted_note(omitted, console.width))
 
 
 def _measure(table: Any) -> int:
@@ -670,7 +677,7 @@ def render_card(heading: str, fields: Mapping[str, Any], opts: OutputOptions) ->
             )
             console.print(table)
             if omitted:
-                message(_omitted_note(omitted))
+                message(_omitted_note(omitted, console.width))
         return
     out = opts.out
     out.write(heading + "\n")

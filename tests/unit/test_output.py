@@ -406,3 +406,24 @@ def test_a_narrow_terminal_gets_a_note_of_what_was_left_out(capsys) -> None:
     assert "left out to fit" in err and "--wide" in err
     plain = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
     assert max(len(line) for line in plain.splitlines()) <= 80
+
+
+def test_a_wide_column_does_not_push_out_the_narrow_ones_after_it() -> None:
+    from manager_cli.cli.output import layout_table
+
+    columns = ["host", "a", "wide", "b", "c"]
+    rows = [{"host": "h1", "a": 1, "wide": "x" * 30, "b": 2, "c": 3}]
+    layout = layout_table(columns, rows, width=30)
+    assert layout.columns == ["host", "a", "b", "c"]
+    assert layout.omitted == ["wide"]
+    assert layout_table(columns, rows, width=None).omitted == []
+
+
+def test_the_left_out_note_folds_at_word_ends_to_the_terminal() -> None:
+    from manager_cli.cli.output import _omitted_note
+
+    omitted = [f"pools.some_long_key_{i}" for i in range(6)]
+    lines = _omitted_note(omitted, 60).splitlines()
+    assert len(lines) > 1 and all(len(line) <= 60 for line in lines)
+    assert " ".join(lines) == _omitted_note(omitted)  # nothing cut, only folded
+    assert "--wide" in _omitted_note(omitted, 60).replace("\n", " ")
