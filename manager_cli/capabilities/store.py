@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..config import DEFAULT_GROUP
+from ..config import default as _option_default
 from ..errors import BadInputError, ManagerCtlError, UnavailableError
 from ..redact import mask_url_passwords
 from .backends import (
@@ -78,9 +80,10 @@ STORE_ENV = "MANAGERCTL_CAPABILITIES_STORE"
 # whose load changes every minute keeps its last hour, one that changes seldom its last 60
 # changes (up to DEFAULT_HISTORY_MAX_AGE). bench_capabilities.py's day: 10,000 hosts, every
 # publication a change, stay under 100 MB on SQLite; a store of hosts that change less, less.
-DEFAULT_HISTORY_KEEP = 60
-# History older than this (seconds) is pruned by the collector, whatever the count: one day.
-DEFAULT_HISTORY_MAX_AGE = 86400.0
+# The numbers are the options' (capabilities_history_keep: 60 changes; ..._max_age: one day,
+# whatever the count), declared once in manager_cli.config.
+DEFAULT_HISTORY_KEEP: int = _option_default("capabilities_history_keep", DEFAULT_GROUP)
+DEFAULT_HISTORY_MAX_AGE: float = _option_default("capabilities_history_max_age", DEFAULT_GROUP)
 # Hosts whose current rows one batch reads per query (well under SQLite's parameter limit).
 BATCH_LOOKUP = 500
 _TOUCH_KEYS = ("service", "host", "received_at")

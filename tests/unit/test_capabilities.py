@@ -1042,3 +1042,40 @@ def test_history_stays_within_its_cap_when_a_batch_holds_many_changes_of_a_host(
             )
             assert len(store.history("h1", limit=1000)) <= 10 + 3 + 4
         assert len(store.history("h1", limit=1000)) <= 10 + 3
+
+
+def _collector(tmp_path: Path, **options: str) -> Any:
+    from manager_cli.capabilities.collector import CollectorManager
+
+    environ = {"MANAGERCTL_CAPABILITIES_STORE": f"sqlite:///{tmp_path / 'collector.sqlite'}"}
+    environ.update({f"MANAGERCTL_{name.upper()}": value for name, value in options.items()})
+    return CollectorManager(host="c1", settings=load_settings(environ=environ))
+
+
+def _aged(store: Any, now: float, ages: dict[str, float]) -> None:
+    store.record_many([("hostinfo", host, [{"a": 1}], now - age) for host, age in ages.items()])
+    store.record_services([({"service": "hostinfo", "host": h}, now - a) for h, a in ages.items()])
+
+
+def test_the_collectors_prune_task_applies_the_retention_options(tmp_path: Path) -> None:
+    collector = _collector(tmp_path, capabilities_history_max_age="500", services_prune_after="500")
+    store = collector.store
+    _aged(store, time.time(), {"old": 1000.0, "new": 10.0})
+    collector.prune_store(None)
+    assert store.history("old") == [] and len(store.history("new")) == 1
+    assert [s["host"] for s in store.services()] == ["new"]
+    store.close()
+
+
+def test_the_default_retention_is_60_changes_a_day_and_every_service(tmp_path: Path) -> None:
+    collector = _collector(tmp_path)
+    store = collector.store
+    assert store.history_keep == 60
+    day = 86400.0
+    _aged(store, time.time(), {"two-days": 2 * day, "an-hour": 3600.0, "a-week": 7 * day + 1})
+    collector.prune_store(None)
+    assert store.history("two-days") == [] and store.history("a-week") == []
+    assert len(store.history("an-hour")) == 1
+    # services_prune_after 0: nobody is forgotten without being asked (services prune).
+    assert {s["host"] for s in store.services()} == {"two-days", "an-hour", "a-week"}
+    store.close()
