@@ -255,36 +255,23 @@ def _one_line(exc: BaseException) -> str:
     return mask_url_passwords(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-def _shared_transport(settings: Settings) -> Callable[[], Any]:
-    """The one Transport of a served manager's server and publisher, built on first use (the
-    queue manager's names are counted per Transport, as oslo counts them per process)."""
-    transports: list[Any] = []
-
-    def transport() -> Any:
-        if not transports:
-            from .rpc import get_transport
-
-            transports.append(get_transport(settings))
-        return transports[0]
-
-    return transport
-
-
-def _default_server_factory(settings: Settings, transport: Callable[[], Any]) -> Callable[..., Any]:
+def _default_server_factory(settings: Settings) -> Callable[..., Any]:
     def build(**kwargs: Any) -> Any:
+        from .rpc import get_transport
         from .rpc.server import RPCServer
 
         kwargs.setdefault("max_message_bytes", int(settings.max_message_size))
-        return RPCServer(transport(), **kwargs)
+        return RPCServer(get_transport(settings), **kwargs)
 
     return build
 
 
-def _default_client_factory(settings: Settings, transport: Callable[[], Any]) -> Callable[[], Any]:
+def _default_client_factory(settings: Settings) -> Callable[[], Any]:
     def build() -> Any:
+        from .rpc import get_transport
         from .rpc.client import RPCClient
 
-        return RPCClient(transport(), timeout=settings.rpc_response_timeout)
+        return RPCClient(get_transport(settings), timeout=settings.rpc_response_timeout)
 
     return build
 
@@ -318,11 +305,8 @@ class Service:
         self.hook_runs: list[HookRun] = []
         # Held while tasks run, by the timer or on demand, so two runs never overlap.
         self.periodic_lock = threading.RLock()
-        transport = _shared_transport(settings)
-        self.publisher = BrokerPublisher(
-            client_factory or _default_client_factory(settings, transport)
-        )
-        self._server_factory = server_factory or _default_server_factory(settings, transport)
+        self.publisher = BrokerPublisher(client_factory or _default_client_factory(settings))
+        self._server_factory = server_factory or _default_server_factory(settings)
         self._randint = randint
         self._server: Any = None
         self._listeners: list[Any] = []

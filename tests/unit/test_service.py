@@ -574,32 +574,3 @@ def test_capabilities_are_not_published_where_a_real_scheduler_consumes(caplog):
     publisher = BrokerPublisher(lambda: quiet)
     assert publisher.fanout_cast({}, "mine", "update_service_capabilities", args) is True
     assert quiet.casts == [("mine", "update_service_capabilities")]
-
-
-def test_a_served_managers_server_and_publisher_share_one_transport(monkeypatch) -> None:
-    """One Transport per served manager (its topology counts queue-manager names, as oslo's
-    one per process does): the RPC server and the heartbeat publisher both use it."""
-    import manager_cli.rpc as rpc
-    from manager_cli.testing import memory_settings
-
-    built: list[Any] = []
-    real = rpc.get_transport
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        built.append(real(*args, **kwargs))
-        return built[-1]
-
-    monkeypatch.setattr(rpc, "get_transport", counting)
-    settings = memory_settings(report_interval=1)
-    service = Service(Manager(host="h1"), topic="shared", settings=settings)
-    sent: list[tuple[str, bool]] = []
-    service.publisher.on_send = lambda method, ok: sent.append((method, ok))
-    service.start()
-    try:
-        deadline = time.monotonic() + 5
-        while not any(ok for _method, ok in sent) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        service.stop()
-    assert any(ok for _method, ok in sent), sent  # the publisher did send
-    assert len(built) == 1
