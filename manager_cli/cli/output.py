@@ -379,10 +379,15 @@ def layout_table(
         # Identity columns stay whatever it takes; the others, in their order (which is their
         # priority), each where it still fits, so one wide column does not push out all the
         # narrow ones after it.
-        kept = [i for i, col in enumerate(columns) if col in keep_whole]
+        identity_columns = [i for i, col in enumerate(columns) if col in keep_whole]
+        used = total(identity_columns)
+        fitting = set(identity_columns)
         for index, col in enumerate(columns):
-            if col not in keep_whole and total(sorted([*kept, index])) <= width:
-                kept = sorted([*kept, index])
+            cost = widths[index] + RICH_COLUMN_PADDING
+            if col not in keep_whole and used + cost <= width:
+                fitting.add(index)
+                used += cost
+        kept = sorted(fitting)
     return TableLayout(
         columns=[columns[i] for i in kept],
         headers=[headers[i] for i in kept],
