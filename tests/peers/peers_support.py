@@ -302,6 +302,7 @@ class Cloud:
     cinder_conf: Path = field(init=False)
     compute_confs: dict[str, Path] = field(default_factory=dict)
     resumed: dict[str, float] = field(default_factory=dict)  # peer -> when a test resumed it
+    volume_restarts: int = 0  # cinder-volume started again after a backend failed to start
 
     def __post_init__(self) -> None:
         for sub in ("nova", "cinder", "logs"):
@@ -439,14 +440,16 @@ class Cloud:
     def _start_cinder_volume(self) -> None:
         self._start("cinder-volume", self.cinder("cinder-volume"), grace=15.0)
 
-    def _restart_failed_backends(self, restarts: list[int]) -> None:
+    def _restart_failed_backends(self) -> None:
         """Start cinder-volume again (twice at most) when one of its backends failed to start."""
         volume = self.procs.get("cinder-volume")
-        if volume is None or restarts[0] >= 2 or "failed to start" not in volume.text_since():
+        if volume is None or self.volume_restarts >= 2:
             return
-        restarts[0] += 1
+        if "failed to start" not in volume.text_since():
+            return
+        self.volume_restarts += 1
         volume.stop()
-        volume.log.rename(volume.log.with_suffix(f".failed-{restarts[0]}.log"))
+        volume.log.rename(volume.log.with_suffix(f".failed-{self.volume_restarts}.log"))
         self._start_cinder_volume()
 
     # The queues whose consumers prove the services are up.
@@ -475,9 +478,8 @@ class Cloud:
         expected = list(queues or self.expected_queues())
         deadline = time.monotonic() + timeout
         missing = expected
-        restarts = [0]
         while time.monotonic() < deadline:
-            self._restart_failed_backends(restarts)
+            self._restart_failed_backends()
             dead = [p.name for p in self.procs.values() if not p.running()]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited early:\n{self.tails(dead)}")
